@@ -1,3 +1,127 @@
+use myhelloworld::config::{Config, HELP};
+use myhelloworld::handlers::App;
+use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
+use myhelloworld::server::{self, Service, Stop};
+use myhelloworld::signals::Signals;
+use myhelloworld::trace::{Sampler, Tracing};
+use std::net::TcpListener;
+use std::process::exit;
+use std::sync::Arc;
+use time::UtcOffset;
+
 fn main() {
-    println!("Hello, world!");
+    // First, before any thread exists, so that every thread inherits the blocked mask.
+    let signals = match Signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("myhelloworld: cannot block SIGTERM/SIGINT: {e}");
+            exit(1);
+        }
+    };
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("--help" | "-h") => {
+            print!("{HELP}");
+            return;
+        }
+        Some("--version" | "-V") => {
+            println!("myhelloworld {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Some(other) => {
+            eprintln!("myhelloworld: unknown argument {other:?} (see --help)");
+            exit(2);
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = match Config::from_lookup(|var| std::env::var(var).ok(), cpus) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("myhelloworld: {e}");
+            exit(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Still single-threaded: the only moment `time` may read the local offset.
+    let utc_offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    exit(run(config, signals, utc_offset));
+}
+
+/// Serves until stopped; returns the exit status.
+fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
+    let listener = match TcpListener::bind((config.host.as_str(), config.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {}:{}: {e}", config.host, config.port);
+            return 1;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map_or_else(|e| e.to_string(), |a| a.to_string());
+
+    let stats = Arc::new(Stats::default());
+    let (spans, reporter) = if config.disabled {
+        (None, None)
+    } else {
+        let (tx, rx) = crossbeam_channel::bounded(config.max_queue_size);
+        let settings = Settings {
+            service_name: config.service_name.clone(),
+            tags: config.tags.clone(),
+            agent_host: config.agent_host.clone(),
+            agent_port: config.agent_port,
+            flush_interval: config.flush_interval,
+            log_spans: config.log_spans,
+            max_packet: MAX_PACKET_BYTES,
+        };
+        match reporter::spawn(settings, rx, stats.clone()) {
+            Ok(handle) => (
+                Some((tx, Queue::new(stats.clone(), config.max_queue_size))),
+                Some(handle),
+            ),
+            Err(e) => {
+                log::error!("cannot start the span reporter: {e}");
+                return 1;
+            }
+        }
+    };
+    let service = Service {
+        app: App::new(utc_offset),
+        tracing: Tracing::new(spans, Sampler::new(config.sampler), config.shared_rpc_span),
+    };
+    let http = match tiny_http::Server::from_listener(listener, None) {
+        Ok(h) => h,
+        Err(e) => {
+            log::error!("cannot start the HTTP server: {e}");
+            return 1;
+        }
+    };
+    if config.disabled {
+        log::info!("tracing disabled (JAEGER_DISABLED): B3 headers are read, no span is recorded");
+    }
+    log::info!(
+        "myhelloworld {} listening on http://{addr} with {} workers; service {:?}, spans to {}:{} every {:?}",
+        env!("CARGO_PKG_VERSION"),
+        config.workers,
+        config.service_name,
+        config.agent_host,
+        config.agent_port,
+        config.flush_interval,
+    );
+
+    let stop = server::run(http, config.workers, &service, signals);
+    // The last span sender goes with the service: the reporter sends what it holds, then ends.
+    drop(service);
+    if let Some(reporter) = reporter {
+        if reporter.join().is_err() {
+            log::error!("the span reporter panicked");
+        }
+    }
+    match stop {
+        Stop::Signal(_) => {
+            log::info!("stopped");
+            0
+        }
+        Stop::Failed(_) => 1,
+    }
 }

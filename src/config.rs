@@ -1,0 +1,512 @@
+//! Configuration from the environment, with the Jaeger client conventions
+//! (jaeger-client-go's `config.FromEnv`). Parsing is pure: it reads through a lookup
+//! function, so tests need no process environment.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything the service reads at start-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub service_name: String,
+    pub agent_host: String,
+    pub agent_port: u16,
+    pub sampler: SamplerConfig,
+    pub tags: Vec<(String, String)>,
+    pub max_queue_size: usize,
+    pub flush_interval: Duration,
+    pub log_spans: bool,
+    pub disabled: bool,
+    pub shared_rpc_span: bool,
+}
+
+/// `JAEGER_SAMPLER_TYPE` with its `JAEGER_SAMPLER_PARAM`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    /// Sample all (`true`) or none.
+    Const(bool),
+    /// Sample this fraction of new traces, 0.0 to 1.0.
+    Probabilistic(f64),
+    /// At most this many new traces per second.
+    RateLimiting(f64),
+}
+
+/// A setting that could not be used: start-up stops with this one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub accepted: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.var, self.value, self.accepted
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The variables, their defaults and what they take: the `--help` text and the README table
+/// say the same.
+pub const HELP: &str = "\
+myhelloworld: hello-world HTTP service traced with B3 headers and a Jaeger UDP reporter.
+
+Usage: myhelloworld [--help | --version]
+
+Configuration (environment variables, default in brackets):
+  HOST                            address to listen on [0.0.0.0]
+  PORT                            TCP port, 0 picks a free one [8080]
+  WORKERS                         request worker threads, 1-1024 [4 x CPUs, at least 4]
+  JAEGER_SERVICE_NAME             service name in Jaeger [myhelloworld]
+  JAEGER_AGENT_HOST               Jaeger agent host name or IP, resolved again while it fails [localhost]
+  JAEGER_AGENT_PORT               agent UDP port, jaeger.thrift compact [6831]
+  JAEGER_SAMPLER_TYPE             const | probabilistic | ratelimiting, for traces that arrive
+                                  without a sampling decision [const]
+  JAEGER_SAMPLER_PARAM            const: 1 or 0; probabilistic: 0.0-1.0; ratelimiting: traces
+                                  per second [1, 0.001, 1 respectively]
+  JAEGER_TAGS                     process tags k=v,k2=v2; a value ${VAR:default} reads VAR []
+  JAEGER_REPORTER_MAX_QUEUE_SIZE  spans waiting for the reporter before new ones are dropped
+                                  and counted, 1-1000000 [1000]
+  JAEGER_REPORTER_FLUSH_INTERVAL  longest a span waits before it is sent, a Go duration
+                                  such as 500ms or 1s, 1ms-1h [1s]
+  JAEGER_REPORTER_LOG_SPANS       also log every finished span (useful without Jaeger) [false]
+  JAEGER_DISABLED                 record no spans; B3 headers are still read and logged [false]
+  ZIPKIN_SHARED_RPC_SPAN          reuse the caller's span id as the server span (classic
+                                  Zipkin; the Go original's ZipkinSharedRPCSpan) [false]
+  RUST_LOG                        log filter, e.g. info, debug, myhelloworld=debug [info]
+
+Booleans take 1, t, true, TRUE, True, 0, f, false, FALSE, False.
+An invalid value stops start-up with exit status 2.
+";
+
+const BOOL: &str = "a boolean (true, false, 1, 0)";
+
+impl Config {
+    /// Reads the configuration through `env` (normally `std::env::var`).
+    pub fn from_lookup(
+        env: impl Fn(&str) -> Option<String>,
+        cpus: usize,
+    ) -> Result<Config, ConfigError> {
+        let get = |var: &'static str| env(var).filter(|v| !v.is_empty());
+        let sampler = parse_sampler(get("JAEGER_SAMPLER_TYPE"), get("JAEGER_SAMPLER_PARAM"))?;
+        Ok(Config {
+            host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: parse_or("PORT", get("PORT"), 8080, "a port number 0-65535", |v| {
+                v.parse().ok()
+            })?,
+            workers: parse_or(
+                "WORKERS",
+                get("WORKERS"),
+                (4 * cpus).max(4),
+                "a whole number 1-1024",
+                |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
+            )?,
+            service_name: get("JAEGER_SERVICE_NAME").unwrap_or_else(|| "myhelloworld".into()),
+            agent_host: get("JAEGER_AGENT_HOST").unwrap_or_else(|| "localhost".into()),
+            agent_port: parse_or(
+                "JAEGER_AGENT_PORT",
+                get("JAEGER_AGENT_PORT"),
+                6831,
+                "a port number 1-65535",
+                |v| v.parse().ok().filter(|&p| p != 0),
+            )?,
+            sampler,
+            tags: match get("JAEGER_TAGS") {
+                None => Vec::new(),
+                Some(v) => parse_tags(&v, &env).ok_or(ConfigError {
+                    var: "JAEGER_TAGS",
+                    value: v,
+                    accepted: "comma-separated key=value pairs (value may be ${VAR:default})",
+                })?,
+            },
+            max_queue_size: parse_or(
+                "JAEGER_REPORTER_MAX_QUEUE_SIZE",
+                get("JAEGER_REPORTER_MAX_QUEUE_SIZE"),
+                1000,
+                "a whole number 1-1000000",
+                |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
+            )?,
+            flush_interval: parse_or(
+                "JAEGER_REPORTER_FLUSH_INTERVAL",
+                get("JAEGER_REPORTER_FLUSH_INTERVAL"),
+                Duration::from_secs(1),
+                "a Go duration from 1ms to 1h, such as 500ms or 1s",
+                |v| {
+                    parse_go_duration(v).filter(|d| {
+                        (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(d)
+                    })
+                },
+            )?,
+            log_spans: parse_or(
+                "JAEGER_REPORTER_LOG_SPANS",
+                get("JAEGER_REPORTER_LOG_SPANS"),
+                false,
+                BOOL,
+                parse_bool,
+            )?,
+            disabled: parse_or(
+                "JAEGER_DISABLED",
+                get("JAEGER_DISABLED"),
+                false,
+                BOOL,
+                parse_bool,
+            )?,
+            shared_rpc_span: parse_or(
+                "ZIPKIN_SHARED_RPC_SPAN",
+                get("ZIPKIN_SHARED_RPC_SPAN"),
+                false,
+                BOOL,
+                parse_bool,
+            )?,
+        })
+    }
+}
+
+/// `parse(value)`, or `default` when the variable is unset or empty.
+fn parse_or<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+    accepted: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v.trim()).ok_or(ConfigError {
+            var,
+            value: v,
+            accepted,
+        }),
+    }
+}
+
+fn parse_sampler(
+    kind: Option<String>,
+    param: Option<String>,
+) -> Result<SamplerConfig, ConfigError> {
+    let kind = kind.unwrap_or_else(|| "const".into());
+    let param_error = |accepted| ConfigError {
+        var: "JAEGER_SAMPLER_PARAM",
+        value: param.clone().unwrap_or_default(),
+        accepted,
+    };
+    let number = param.as_deref().map(|p| p.trim().parse::<f64>());
+    match kind.trim() {
+        "const" => match number {
+            None => Ok(SamplerConfig::Const(true)),
+            Some(Ok(1.0)) => Ok(SamplerConfig::Const(true)),
+            Some(Ok(0.0)) => Ok(SamplerConfig::Const(false)),
+            _ => Err(param_error("1 or 0 for the const sampler")),
+        },
+        "probabilistic" => match number {
+            None => Ok(SamplerConfig::Probabilistic(0.001)),
+            Some(Ok(n)) if (0.0..=1.0).contains(&n) => Ok(SamplerConfig::Probabilistic(n)),
+            _ => Err(param_error(
+                "a sampling rate from 0.0 to 1.0 for the probabilistic sampler",
+            )),
+        },
+        "ratelimiting" => match number {
+            None => Ok(SamplerConfig::RateLimiting(1.0)),
+            Some(Ok(n)) if n.is_finite() && n >= 0.0 => Ok(SamplerConfig::RateLimiting(n)),
+            _ => Err(param_error(
+                "traces per second, 0 or more, for the ratelimiting sampler",
+            )),
+        },
+        _ => Err(ConfigError {
+            var: "JAEGER_SAMPLER_TYPE",
+            value: kind,
+            accepted: "const, probabilistic or ratelimiting",
+        }),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `k=v,k2=v2`; a value `${VAR:default}` (or `${VAR}`) is read from the environment, as the
+/// Jaeger clients do.
+fn parse_tags(v: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Vec<(String, String)>> {
+    v.split(',')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let (key, value) = (key.trim(), value.trim());
+            if key.is_empty() {
+                return None;
+            }
+            let value = match value.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+                None => value.to_owned(),
+                Some(reference) => {
+                    let (var, default) = reference.split_once(':').unwrap_or((reference, ""));
+                    env(var)
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or_else(|| default.to_owned())
+                }
+            };
+            Some((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// A Go `time.ParseDuration` string without a sign: `300ms`, `1.5s`, `2m30s`, `0`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total_ns: f64 = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let ns_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total_ns += number * ns_per_unit;
+    }
+    // Bounded so the conversion below cannot overflow (Go's own limit is ~292 years).
+    (total_ns <= 1e18).then(|| Duration::from_nanos(total_ns.round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned(), 2)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c,
+            Config {
+                host: "0.0.0.0".into(),
+                port: 8080,
+                workers: 8,
+                service_name: "myhelloworld".into(),
+                agent_host: "localhost".into(),
+                agent_port: 6831,
+                sampler: SamplerConfig::Const(true),
+                tags: vec![],
+                max_queue_size: 1000,
+                flush_interval: Duration::from_secs(1),
+                log_spans: false,
+                disabled: false,
+                shared_rpc_span: false,
+            }
+        );
+        // Empty counts as unset, as in the Jaeger clients.
+        assert_eq!(config(&[("PORT", "")]).unwrap().port, 8080);
+    }
+
+    #[test]
+    fn valid_values() {
+        let c = config(&[
+            ("PORT", "0"),
+            ("WORKERS", "3"),
+            ("JAEGER_SERVICE_NAME", "backend"),
+            (
+                "JAEGER_AGENT_HOST",
+                "jaeger-agent.observability.svc.cluster.local",
+            ),
+            ("JAEGER_AGENT_PORT", "6832"),
+            ("JAEGER_SAMPLER_TYPE", "probabilistic"),
+            ("JAEGER_SAMPLER_PARAM", "0.25"),
+            (
+                "JAEGER_TAGS",
+                "zone=a, pod=${POD_NAME:unknown},node=${NODE:n1}",
+            ),
+            ("POD_NAME", "p-1"),
+            ("JAEGER_REPORTER_MAX_QUEUE_SIZE", "10"),
+            ("JAEGER_REPORTER_FLUSH_INTERVAL", "250ms"),
+            ("JAEGER_REPORTER_LOG_SPANS", "True"),
+            ("JAEGER_DISABLED", "0"),
+            ("ZIPKIN_SHARED_RPC_SPAN", "t"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 0);
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.service_name, "backend");
+        assert_eq!(c.agent_port, 6832);
+        assert_eq!(c.sampler, SamplerConfig::Probabilistic(0.25));
+        assert_eq!(
+            c.tags,
+            vec![
+                ("zone".into(), "a".into()),
+                ("pod".into(), "p-1".into()),
+                ("node".into(), "n1".into())
+            ]
+        );
+        assert_eq!(c.max_queue_size, 10);
+        assert_eq!(c.flush_interval, Duration::from_millis(250));
+        assert!(c.log_spans && !c.disabled && c.shared_rpc_span);
+    }
+
+    #[test]
+    fn samplers() {
+        let cases: &[(&str, Option<&str>, SamplerConfig)] = &[
+            ("const", None, SamplerConfig::Const(true)),
+            ("const", Some("0"), SamplerConfig::Const(false)),
+            ("const", Some("1"), SamplerConfig::Const(true)),
+            ("probabilistic", None, SamplerConfig::Probabilistic(0.001)),
+            (
+                "probabilistic",
+                Some("1"),
+                SamplerConfig::Probabilistic(1.0),
+            ),
+            ("ratelimiting", None, SamplerConfig::RateLimiting(1.0)),
+            (
+                "ratelimiting",
+                Some("2.5"),
+                SamplerConfig::RateLimiting(2.5),
+            ),
+        ];
+        for (kind, param, want) in cases {
+            let mut vars = vec![("JAEGER_SAMPLER_TYPE", *kind)];
+            vars.extend(param.map(|p| ("JAEGER_SAMPLER_PARAM", p)));
+            assert_eq!(config(&vars).unwrap().sampler, *want, "{kind} {param:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("PORT", "http")], "PORT"),
+            (&[("PORT", "65536")], "PORT"),
+            (&[("WORKERS", "0")], "WORKERS"),
+            (&[("WORKERS", "100000")], "WORKERS"),
+            (&[("JAEGER_AGENT_PORT", "0")], "JAEGER_AGENT_PORT"),
+            (&[("JAEGER_SAMPLER_TYPE", "remote")], "JAEGER_SAMPLER_TYPE"),
+            (&[("JAEGER_SAMPLER_PARAM", "0.5")], "JAEGER_SAMPLER_PARAM"),
+            (
+                &[
+                    ("JAEGER_SAMPLER_TYPE", "probabilistic"),
+                    ("JAEGER_SAMPLER_PARAM", "1.5"),
+                ],
+                "JAEGER_SAMPLER_PARAM",
+            ),
+            (
+                &[
+                    ("JAEGER_SAMPLER_TYPE", "ratelimiting"),
+                    ("JAEGER_SAMPLER_PARAM", "-1"),
+                ],
+                "JAEGER_SAMPLER_PARAM",
+            ),
+            (&[("JAEGER_TAGS", "novalue")], "JAEGER_TAGS"),
+            (&[("JAEGER_TAGS", "=v")], "JAEGER_TAGS"),
+            (
+                &[("JAEGER_REPORTER_MAX_QUEUE_SIZE", "-5")],
+                "JAEGER_REPORTER_MAX_QUEUE_SIZE",
+            ),
+            (
+                &[("JAEGER_REPORTER_FLUSH_INTERVAL", "1000")],
+                "JAEGER_REPORTER_FLUSH_INTERVAL",
+            ),
+            (
+                &[("JAEGER_REPORTER_FLUSH_INTERVAL", "0s")],
+                "JAEGER_REPORTER_FLUSH_INTERVAL",
+            ),
+            (
+                &[("JAEGER_REPORTER_FLUSH_INTERVAL", "2h")],
+                "JAEGER_REPORTER_FLUSH_INTERVAL",
+            ),
+            (
+                &[("JAEGER_REPORTER_LOG_SPANS", "yes")],
+                "JAEGER_REPORTER_LOG_SPANS",
+            ),
+            (&[("JAEGER_DISABLED", "on")], "JAEGER_DISABLED"),
+            (&[("ZIPKIN_SHARED_RPC_SPAN", "2")], "ZIPKIN_SHARED_RPC_SPAN"),
+        ];
+        for (vars, var) in cases {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.var, *var, "{vars:?}");
+            let line = err.to_string();
+            assert!(line.starts_with(&format!("invalid {var}=")), "{line}");
+            assert!(line.contains("expected"), "{line}");
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("1s", Some(Duration::from_secs(1))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("2m30s", Some(Duration::from_secs(150))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("100us", Some(Duration::from_micros(100))),
+            ("100µs", Some(Duration::from_micros(100))),
+            ("10ns", Some(Duration::from_nanos(10))),
+            ("0", Some(Duration::ZERO)),
+            ("", None),
+            ("1", None),
+            ("s", None),
+            ("-1s", None),
+            ("1x", None),
+            ("1..5s", None),
+            ("1e3s", None),
+            ("99999999999h", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_go_duration(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable() {
+        for var in [
+            "HOST",
+            "PORT",
+            "WORKERS",
+            "JAEGER_SERVICE_NAME",
+            "JAEGER_AGENT_HOST",
+            "JAEGER_AGENT_PORT",
+            "JAEGER_SAMPLER_TYPE",
+            "JAEGER_SAMPLER_PARAM",
+            "JAEGER_TAGS",
+            "JAEGER_REPORTER_MAX_QUEUE_SIZE",
+            "JAEGER_REPORTER_FLUSH_INTERVAL",
+            "JAEGER_REPORTER_LOG_SPANS",
+            "JAEGER_DISABLED",
+            "ZIPKIN_SHARED_RPC_SPAN",
+            "RUST_LOG",
+        ] {
+            assert!(HELP.contains(&format!("\n  {var} ")), "{var} missing");
+        }
+    }
+}

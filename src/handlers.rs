@@ -1,0 +1,266 @@
+//! Routes and their responses. Pure: the caller passes the time in and writes the reply.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+use time::{OffsetDateTime, UtcOffset};
+use tiny_http::Method;
+
+/// The routes of the service. Unknown paths share one route (and one span name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Root,
+    GetTime,
+    Healthz,
+    Unknown,
+}
+
+impl Route {
+    /// The route of a request target (path, optionally with a query).
+    pub fn of(target: &str) -> Route {
+        match target.split_once('?').map_or(target, |(path, _)| path) {
+            "/" => Route::Root,
+            "/gettime" => Route::GetTime,
+            "/healthz" => Route::Healthz,
+            _ => Route::Unknown,
+        }
+    }
+
+    /// Probes are not traced: a span per kubelet probe would only be noise.
+    pub fn traced(self) -> bool {
+        self != Route::Healthz
+    }
+
+    /// The route's path; `None` for unknown paths.
+    pub fn path(self) -> Option<&'static str> {
+        match self {
+            Route::Root => Some("/"),
+            Route::GetTime => Some("/gettime"),
+            Route::Healthz => Some("/healthz"),
+            Route::Unknown => None,
+        }
+    }
+}
+
+/// The span's operation name: `GET /gettime`, low cardinality. Unknown paths are named by
+/// the method alone and non-standard methods are `_OTHER` (OpenTelemetry's HTTP span naming),
+/// so a client cannot mint names. GET and HEAD, the common case, allocate nothing.
+pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
+    let method = match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Patch => "PATCH",
+        Method::Options => "OPTIONS",
+        Method::Connect => "CONNECT",
+        Method::Trace => "TRACE",
+        Method::NonStandard(_) => "_OTHER",
+    };
+    match (method, route) {
+        ("GET", Route::Root) => "GET /".into(),
+        ("GET", Route::GetTime) => "GET /gettime".into(),
+        ("HEAD", Route::Root) => "HEAD /".into(),
+        ("HEAD", Route::GetTime) => "HEAD /gettime".into(),
+        (method, route) => match route.path() {
+            Some(path) => format!("{method} {path}").into(),
+            None => method.into(),
+        },
+    }
+}
+
+/// A response, before tiny_http writes it (it adds Content-Length and leaves the body out
+/// for HEAD).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Cow<'static, str>,
+    pub content_type: &'static str,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Reply {
+    fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            status,
+            body: body.into(),
+            content_type: TEXT,
+            allow: None,
+        }
+    }
+}
+
+/// What the handlers need: fixed at start-up.
+#[derive(Debug)]
+pub struct App {
+    hello: &'static str,
+    utc_offset: UtcOffset,
+}
+
+impl App {
+    /// `utc_offset` is read once at start-up: `time` cannot read the local offset safely once
+    /// threads run, and a container's zone (UTC) does not change.
+    pub fn new(utc_offset: UtcOffset) -> App {
+        App {
+            hello: hello_text(),
+            utc_offset,
+        }
+    }
+
+    pub fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
+        if route == Route::Unknown {
+            return Reply::text(404, "404 page not found\n");
+        }
+        if !matches!(method, Method::Get | Method::Head) {
+            return Reply {
+                allow: Some("GET, HEAD"),
+                ..Reply::text(405, "405 method not allowed\n")
+            };
+        }
+        match route {
+            Route::Root => Reply::text(200, self.hello),
+            Route::GetTime => {
+                log::info!("Received getTime request");
+                Reply::text(200, time_text(now.to_offset(self.utc_offset)))
+            }
+            Route::Healthz => Reply::text(200, "ok"),
+            Route::Unknown => unreachable!("answered above"),
+        }
+    }
+}
+
+/// The original's greeting, with the OS and CPU of the build target.
+fn hello_text() -> &'static str {
+    // Built once per process and kept for its lifetime, so every reply borrows it.
+    let text = format!(
+        "hello world, I'm running on {} with an {} CPU ",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    Box::leak(text.into_boxed_str())
+}
+
+/// `The time is ` and Go's ANSIC layout `Mon Jan _2 15:04:05 2006` (day padded with a space).
+pub fn time_text(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut s = String::with_capacity(36);
+    let _ = write!(
+        s,
+        "The time is {} {} {:>2} {:02}:{:02}:{:02} {}",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        MONTHS[t.month() as usize - 1],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn time_text_is_go_ansic() {
+        let cases = [
+            (
+                datetime!(2026-11-21 22:45:07 UTC),
+                "The time is Sat Nov 21 22:45:07 2026",
+            ),
+            (
+                datetime!(2026-11-02 03:04:05 UTC),
+                "The time is Mon Nov  2 03:04:05 2026",
+            ),
+            (
+                datetime!(2006-01-02 15:04:05 UTC),
+                "The time is Mon Jan  2 15:04:05 2006",
+            ),
+            (
+                datetime!(2024-02-29 00:00:00 +01:00),
+                "The time is Thu Feb 29 00:00:00 2024",
+            ),
+            (
+                datetime!(1999-12-31 23:59:59 UTC),
+                "The time is Fri Dec 31 23:59:59 1999",
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(time_text(t), want);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let cases = [
+            ("/", Route::Root),
+            ("/?a=b", Route::Root),
+            ("/gettime", Route::GetTime),
+            ("/gettime?x=1", Route::GetTime),
+            ("/healthz", Route::Healthz),
+            ("/gettime/", Route::Unknown),
+            ("/GETTIME", Route::Unknown),
+            ("", Route::Unknown),
+            ("*", Route::Unknown),
+        ];
+        for (target, want) in cases {
+            assert_eq!(Route::of(target), want, "{target:?}");
+        }
+    }
+
+    #[test]
+    fn operation_names() {
+        let other = Method::NonStandard("FROBNICATE".parse().unwrap());
+        let cases = [
+            (Method::Get, Route::GetTime, "GET /gettime"),
+            (Method::Head, Route::Root, "HEAD /"),
+            (Method::Post, Route::GetTime, "POST /gettime"),
+            (Method::Get, Route::Unknown, "GET"),
+            (other.clone(), Route::Unknown, "_OTHER"),
+            (other, Route::Root, "_OTHER /"),
+        ];
+        for (method, route, want) in cases {
+            assert_eq!(operation_name(&method, route), want);
+        }
+    }
+
+    #[test]
+    fn replies() {
+        let app = App::new(UtcOffset::UTC);
+        let now = datetime!(2026-11-21 22:45:07 UTC);
+        let hello = app.handle(&Method::Get, Route::Root, now);
+        assert_eq!(hello.status, 200);
+        assert_eq!(
+            hello.body,
+            format!(
+                "hello world, I'm running on {} with an {} CPU ",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            )
+        );
+        let time = app.handle(&Method::Head, Route::GetTime, now);
+        assert_eq!(
+            (time.status, time.body.as_ref()),
+            (200, "The time is Sat Nov 21 22:45:07 2026")
+        );
+        assert_eq!(app.handle(&Method::Get, Route::Healthz, now).body, "ok");
+        let not_found = app.handle(&Method::Post, Route::Unknown, now);
+        assert_eq!((not_found.status, not_found.allow), (404, None));
+        let not_allowed = app.handle(&Method::Delete, Route::GetTime, now);
+        assert_eq!(
+            (not_allowed.status, not_allowed.allow),
+            (405, Some("GET, HEAD"))
+        );
+        for reply in [hello, time, not_found, not_allowed] {
+            assert_eq!(reply.content_type, "text/plain; charset=utf-8");
+        }
+    }
+}

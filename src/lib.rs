@@ -1,0 +1,14 @@
+//! myhelloworld: a hello-world HTTP service whose request spans join an Istio mesh trace in
+//! Jaeger.
+//!
+//! The request path, in reading order: [`config`] → [`server`] (workers, shutdown) →
+//! [`b3`] (trace context in and out) and [`trace`] (sampling, span ids, Jaeger spans) →
+//! [`handlers`] → [`reporter`] (spans to the Jaeger agent over UDP).
+
+pub mod b3;
+pub mod config;
+pub mod handlers;
+pub mod reporter;
+pub mod server;
+pub mod signals;
+pub mod trace;

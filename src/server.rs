@@ -1,0 +1,273 @@
+//! The HTTP server: a pool of worker threads taking requests from one blocking tiny_http
+//! server, the per-request path (B3 in → span → handler → response → access log), and the
+//! graceful stop on SIGTERM/SIGINT.
+
+use crate::b3;
+use crate::handlers::{App, Reply, Route, operation_name};
+use crate::signals::Signals;
+use crate::trace::{SpanPlan, Tracing};
+use rustracing::tag::Tag;
+use std::borrow::Cow;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+use time::OffsetDateTime;
+use tiny_http::{Header, Request, Response, StatusCode};
+
+/// Longest tag values we record: a span must fit in a UDP datagram whatever the client sent.
+const MAX_URL_TAG: usize = 2048;
+const MAX_SHORT_TAG: usize = 256;
+
+/// Why the server stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// A termination signal: drained cleanly, exit 0.
+    Signal(&'static str),
+    /// tiny_http's accept loop failed (e.g. out of file descriptors) and no request can
+    /// arrive any more: exit non-zero so that the orchestrator restarts us.
+    Failed(String),
+}
+
+/// What handles one request: the app and its tracing.
+pub struct Service {
+    pub app: App,
+    pub tracing: Tracing,
+}
+
+/// Serves until a termination signal or a fatal error, then stops taking requests, lets the
+/// workers finish the requests already queued, and returns.
+pub fn run(http: tiny_http::Server, workers: usize, service: &Service, signals: Signals) -> Stop {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(workers + 1);
+    let signal_tx = stop_tx.clone();
+    // Detached: sigwait cannot be interrupted, and the process exits after the drain.
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let first = signals.wait();
+            let _ = signal_tx.send(Stop::Signal(first));
+            let second = signals.wait();
+            log::warn!("{second} again during shutdown: exiting now");
+            std::process::exit(130);
+        });
+    if let Err(e) = spawned {
+        return Stop::Failed(format!("cannot start the signal thread: {e}"));
+    }
+    let stopping = AtomicBool::new(false);
+    let stop = std::thread::scope(|scope| {
+        for i in 0..workers {
+            let (http, stopping, failed_tx) = (&http, &stopping, stop_tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn_scoped(scope, move || {
+                    if let Some(failure) = work(http, service, stopping) {
+                        let _ = failed_tx.send(Stop::Failed(failure));
+                    }
+                });
+            if let Err(e) = spawned {
+                let _ = stop_tx.send(Stop::Failed(format!("cannot start worker {i}: {e}")));
+                break;
+            }
+        }
+        let stop = stop_rx
+            .recv()
+            .unwrap_or_else(|_| Stop::Failed("stop channel closed".into()));
+        match &stop {
+            Stop::Signal(name) => log::info!("{name} received: finishing queued requests"),
+            Stop::Failed(why) => log::error!("stopping: {why}"),
+        }
+        stopping.store(true, Ordering::SeqCst);
+        // tiny_http's queue is first in, first out: each worker answers what was queued
+        // before its unblock marker, then stops.
+        for _ in 0..workers {
+            http.unblock();
+        }
+        stop
+    });
+    // Dropping the server closes the listening socket and ends tiny_http's accept thread.
+    drop(http);
+    stop
+}
+
+/// One worker: serve requests until unblocked. Returns a failure to report, if any.
+fn work(http: &tiny_http::Server, service: &Service, stopping: &AtomicBool) -> Option<String> {
+    loop {
+        match http.recv() {
+            Ok(request) => {
+                // A panic must not take the worker with it: tiny_http answers the dropped
+                // request with a 500, and the worker goes on.
+                if catch_unwind(AssertUnwindSafe(|| service.serve(request))).is_err() {
+                    log::error!("a request handler panicked; answered 500");
+                }
+            }
+            Err(_) if stopping.load(Ordering::SeqCst) => return None,
+            Err(e) => return Some(format!("tiny_http stopped accepting connections: {e}")),
+        }
+    }
+}
+
+impl Service {
+    fn serve(&self, request: Request) {
+        let received = Instant::now();
+        let start_time = SystemTime::now();
+        let method = request.method().clone();
+        let route = Route::of(request.url());
+        // For the access log, written after the request is gone; only unknown paths copy.
+        let path: Cow<'static, str> = match route.path() {
+            Some(path) => path.into(),
+            None => clip(path_of(request.url()), MAX_SHORT_TAG)
+                .to_owned()
+                .into(),
+        };
+        if !route.traced() {
+            let reply = self.app.handle(&method, route, OffsetDateTime::now_utc());
+            let status = reply.status;
+            respond(request, reply);
+            log::debug!(target: "access", "{method} {path} {status}");
+            return;
+        }
+
+        let headers = request.headers();
+        let b3_headers = b3::Headers::collect(
+            headers
+                .iter()
+                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        );
+        let extracted = b3::extract(&b3_headers);
+        if let Some(e) = extracted.single_error {
+            log::debug!(
+                "ignoring b3 header {:?}: {e}",
+                clip(b3_headers.single.unwrap_or_default(), 128)
+            );
+        }
+        if let Some(e) = extracted.multi_error {
+            log::debug!("ignoring x-b3-* headers: {e}");
+        }
+        let plan = self.tracing.plan(&extracted.context);
+        let mut span =
+            self.tracing
+                .start(&plan, operation_name(&method, route), start_time, || {
+                    server_tags(&request)
+                });
+
+        let reply = self.app.handle(&method, route, OffsetDateTime::now_utc());
+        let status = reply.status;
+        span.set_tag(|| Tag::new("http.status_code", i64::from(status)));
+        if status >= 500 {
+            span.error_log(|log| {
+                log.kind("http").message(format!("HTTP {status}"));
+            });
+        }
+        respond(request, reply);
+        // Finishing the span hands it to the reporter; its end is when the response was written.
+        drop(span);
+        access_log(&method, &path, status, received, &plan);
+    }
+}
+
+/// Server span tags (OpenTracing conventions, as jaeger-client-go's HTTP middleware and Envoy).
+fn server_tags(request: &Request) -> Vec<Tag> {
+    let mut tags = Vec::with_capacity(8);
+    tags.push(Tag::new("span.kind", "server"));
+    tags.push(Tag::new("component", "tiny_http"));
+    tags.push(Tag::new(
+        "http.method",
+        clip(request.method().as_str(), 32).to_owned(),
+    ));
+    tags.push(Tag::new(
+        "http.url",
+        clip(request.url(), MAX_URL_TAG).to_owned(),
+    ));
+    match request.remote_addr() {
+        Some(SocketAddr::V4(a)) => tags.push(Tag::new("peer.ipv4", a.ip().to_string())),
+        Some(SocketAddr::V6(a)) => tags.push(Tag::new("peer.ipv6", a.ip().to_string())),
+        None => {}
+    }
+    if let Some(addr) = request.remote_addr() {
+        tags.push(Tag::new("peer.port", i64::from(addr.port())));
+    }
+    // Envoy tags its spans the same way, so Jaeger's search finds the app's span and the
+    // proxies' spans of one request together.
+    if let Some(id) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("x-request-id"))
+    {
+        tags.push(Tag::new(
+            "guid:x-request-id",
+            clip(id.value.as_str(), MAX_SHORT_TAG).to_owned(),
+        ));
+    }
+    tags
+}
+
+fn access_log(
+    method: &tiny_http::Method,
+    path: &str,
+    status: u16,
+    received: Instant,
+    plan: &SpanPlan,
+) {
+    log::info!(
+        target: "access",
+        "{method} {path} {status} {:.3}ms trace_id={} span_id={} sampled={}",
+        received.elapsed().as_secs_f64() * 1e3,
+        b3::format_trace_id(plan.trace_id),
+        b3::format_span_id(plan.span_id),
+        plan.sampling.is_sampled(),
+    );
+}
+
+/// The path of a request target: the query is left out of logs (it may carry secrets).
+fn path_of(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(path, _)| path)
+}
+
+fn respond(request: Request, reply: Reply) {
+    let body: Cow<'static, [u8]> = match reply.body {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    };
+    let len = body.len();
+    let mut headers = Vec::with_capacity(2);
+    headers.extend(Header::from_bytes("Content-Type", reply.content_type).ok());
+    if let Some(allow) = reply.allow {
+        headers.extend(Header::from_bytes("Allow", allow).ok());
+    }
+    let response = Response::new(
+        StatusCode(reply.status),
+        headers,
+        Cursor::new(body),
+        Some(len),
+        None,
+    );
+    if let Err(e) = request.respond(response) {
+        log::debug!("writing a response failed: {e}");
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_keeps_char_boundaries() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc");
+        assert_eq!(clip("aé", 2), "a");
+        assert_eq!(clip("", 0), "");
+    }
+}
