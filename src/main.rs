@@ -112,10 +112,10 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
     let stop = server::run(http, config.workers, &service, signals);
     // The last span sender goes with the service: the reporter sends what it holds, then ends.
     drop(service);
-    if let Some(reporter) = reporter {
-        if reporter.join().is_err() {
-            log::error!("the span reporter panicked");
-        }
+    if let Some(reporter) = reporter
+        && reporter.join().is_err()
+    {
+        log::error!("the span reporter panicked");
     }
     match stop {
         Stop::Signal(_) => {
