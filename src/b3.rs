@@ -475,7 +475,10 @@ mod tests {
         Context { ids, sampling }
     }
 
-    fn multi<'a>(pairs: &[(&'a str, &'a str)]) -> Headers<'a> {
+    /// Header `(name, value)` pairs of a test case.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    fn multi<'a>(pairs: Pairs<'a>) -> Headers<'a> {
         Headers::collect(pairs.iter().copied())
     }
 
@@ -570,7 +573,7 @@ mod tests {
     /// The multiple-header cases of the B3 specification (X-B3-* examples of b3.md).
     #[test]
     fn multi_header_spec_cases() {
-        let cases: &[(&[(&str, &str)], Result<Context, Malformed>)] = &[
+        let cases: &[(Pairs, Result<Context, Malformed>)] = &[
             (&[], Ok(ctx(None, Sampling::Defer))),
             (
                 &[
@@ -791,7 +794,7 @@ mod tests {
 
     #[test]
     fn format_cases() {
-        let cases: &[(Context, &str, &[(&str, &str)])] = &[
+        let cases: &[(Context, &str, Pairs)] = &[
             (
                 ctx(
                     ids(T128, 0xe457b5a2e4d86bd1, Some(0x05e3ac9a4f6e3b90)),
