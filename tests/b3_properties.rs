@@ -76,10 +76,10 @@ proptest! {
         // The single encoding has no place for a parent without a sampling state, and an
         // empty value (no ids, deferred) is no header at all.
         let mut want = c;
-        if want.sampling == Sampling::Defer {
-            if let Some(ids) = want.ids.as_mut() {
-                ids.parent_id = None;
-            }
+        if want.sampling == Sampling::Defer
+            && let Some(ids) = want.ids.as_mut()
+        {
+            ids.parent_id = None;
         }
         if c.ids.is_none() && c.sampling == Sampling::Defer {
             prop_assert!(parsed.is_err());
