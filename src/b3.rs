@@ -265,11 +265,12 @@ pub fn parse_trace_id(s: &str) -> Result<TraceId, Malformed> {
     let id = match s.len() {
         16 => TraceId {
             high: 0,
-            low: parse_hex64(s).ok_or(Malformed::TraceId)?,
+            low: parse_hex64(s.as_bytes()).ok_or(Malformed::TraceId)?,
         },
+        // Split as bytes: a non-ASCII value may have no character boundary at 16.
         32 => TraceId {
-            high: parse_hex64(&s[..16]).ok_or(Malformed::TraceId)?,
-            low: parse_hex64(&s[16..]).ok_or(Malformed::TraceId)?,
+            high: parse_hex64(&s.as_bytes()[..16]).ok_or(Malformed::TraceId)?,
+            low: parse_hex64(&s.as_bytes()[16..]).ok_or(Malformed::TraceId)?,
         },
         _ => return Err(Malformed::TraceId),
     };
@@ -281,13 +282,13 @@ pub fn parse_trace_id(s: &str) -> Result<TraceId, Malformed> {
 
 /// 16 lower-hex digits, not zero.
 pub fn parse_span_id(s: &str) -> Option<u64> {
-    parse_hex64(s).filter(|&id| id != 0)
+    parse_hex64(s.as_bytes()).filter(|&id| id != 0)
 }
 
 /// Like a span id, except that an all-zero parent means "no parent": some tracers write it
 /// on a root span, and Jaeger's own convention for a root is parent 0.
 fn parse_parent_id(s: &str) -> Result<Option<u64>, Malformed> {
-    match parse_hex64(s) {
+    match parse_hex64(s.as_bytes()) {
         Some(0) => Ok(None),
         Some(id) => Ok(Some(id)),
         None => Err(Malformed::ParentSpanId),
@@ -295,11 +296,11 @@ fn parse_parent_id(s: &str) -> Result<Option<u64>, Malformed> {
 }
 
 /// Exactly 16 lower-hex digits. Length is checked first, so a huge value costs nothing.
-fn parse_hex64(s: &str) -> Option<u64> {
+fn parse_hex64(s: &[u8]) -> Option<u64> {
     if s.len() != 16 {
         return None;
     }
-    s.bytes().try_fold(0u64, |acc, b| {
+    s.iter().try_fold(0u64, |acc, &b| {
         let digit = match b {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,
@@ -560,6 +561,11 @@ mod tests {
                 Err(Malformed::SpanId),
             ),
             ("-e457b5a2e4d86bd1-1", Err(Malformed::TraceId)),
+            // 32 bytes with no character boundary at 16 (found by the property test).
+            (
+                "aaaaaaaaaaaaaaaé aaaaaaaaaaaaaa-e457b5a2e4d86bd1",
+                Err(Malformed::TraceId),
+            ),
             (
                 "80f198ee56343ba864fe8b2a57d3eff7--1",
                 Err(Malformed::SpanId),
