@@ -451,6 +451,30 @@ impl MultiHeaders {
     }
 }
 
+/// The B3 headers to send downstream: the multiple headers always (Envoy and every B3
+/// library read them), and the single `b3` header as well when the caller sent one.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing {
+    multi: MultiHeaders,
+    single: Option<HeaderValue<68>>,
+}
+
+impl Outgoing {
+    pub fn new(c: &Context, with_single: bool) -> Outgoing {
+        Outgoing {
+            multi: format_multi(c),
+            single: with_single.then(|| format_single(c)),
+        }
+    }
+
+    /// `(name, value)` pairs of the headers to send.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.multi
+            .pairs()
+            .chain(self.single.as_ref().map(|v| ("b3", v.as_str())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,6 +820,28 @@ mod tests {
         let big = extract(&multi(&[("b3", &huge), ("x-b3-traceid", &huge)]));
         assert_eq!(big.context, Context::default());
         assert_eq!(big.single_error, Some(Malformed::SingleShape));
+    }
+
+    #[test]
+    fn outgoing_headers_parse_back_both_ways() {
+        let c = ctx(ids(T128, 0xe457b5a2e4d86bd1, Some(7)), Sampling::Deny);
+        let with_single = Outgoing::new(&c, true);
+        let pairs: Vec<_> = with_single.pairs().collect();
+        assert_eq!(
+            pairs.last(),
+            Some(&(
+                "b3",
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0-0000000000000007"
+            ))
+        );
+        let h = Headers::collect(pairs.iter().copied());
+        assert_eq!(parse_single(h.single.unwrap()), Ok(c));
+        assert_eq!(parse_multi(&h), Ok(c));
+        assert_eq!(extract(&h).context, c);
+        let outgoing = Outgoing::new(&c, false);
+        let multi_only: Vec<_> = outgoing.pairs().collect();
+        assert!(multi_only.iter().all(|(name, _)| *name != "b3"));
+        assert_eq!(parse_multi(&Headers::collect(multi_only)), Ok(c));
     }
 
     #[test]

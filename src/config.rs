@@ -2,6 +2,7 @@
 //! (jaeger-client-go's `config.FromEnv`). Parsing is pure: it reads through a lookup
 //! function, so tests need no process environment.
 
+use crate::downstream::Url;
 use std::fmt;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct Config {
     pub log_spans: bool,
     pub disabled: bool,
     pub shared_rpc_span: bool,
+    /// What `/chain` calls.
+    pub downstream_url: Option<Url>,
+    pub downstream_timeout: Duration,
 }
 
 /// `JAEGER_SAMPLER_TYPE` with its `JAEGER_SAMPLER_PARAM`.
@@ -81,6 +85,9 @@ Configuration (environment variables, default in brackets):
   JAEGER_DISABLED                 record no spans; B3 headers are still read and logged [false]
   ZIPKIN_SHARED_RPC_SPAN          reuse the caller's span id as the server span (classic
                                   Zipkin; the Go original's ZipkinSharedRPCSpan) [false]
+  DOWNSTREAM_URL                  what GET /chain calls, an http:// URL such as
+                                  http://myhelloworld-backend:8080/gettime [unset: /chain is 404]
+  DOWNSTREAM_TIMEOUT              total time for that call, a Go duration, 1ms-5m [2s]
   RUST_LOG                        log filter, e.g. info, debug, myhelloworld=debug [info]
 
 Booleans take 1, t, true, TRUE, True, 0, f, false, FALSE, False.
@@ -165,6 +172,25 @@ impl Config {
                 false,
                 BOOL,
                 parse_bool,
+            )?,
+            downstream_url: match get("DOWNSTREAM_URL") {
+                None => None,
+                Some(v) => Some(Url::parse(v.trim()).ok_or(ConfigError {
+                    var: "DOWNSTREAM_URL",
+                    value: v,
+                    accepted: "an http:// URL such as http://myhelloworld-backend:8080/gettime",
+                })?),
+            },
+            downstream_timeout: parse_or(
+                "DOWNSTREAM_TIMEOUT",
+                get("DOWNSTREAM_TIMEOUT"),
+                Duration::from_secs(2),
+                "a Go duration from 1ms to 5m, such as 2s",
+                |v| {
+                    parse_go_duration(v).filter(|d| {
+                        (Duration::from_millis(1)..=Duration::from_secs(300)).contains(d)
+                    })
+                },
             )?,
         })
     }
@@ -328,6 +354,8 @@ mod tests {
                 log_spans: false,
                 disabled: false,
                 shared_rpc_span: false,
+                downstream_url: None,
+                downstream_timeout: Duration::from_secs(2),
             }
         );
         // Empty counts as unset, as in the Jaeger clients.
@@ -357,8 +385,15 @@ mod tests {
             ("JAEGER_REPORTER_LOG_SPANS", "True"),
             ("JAEGER_DISABLED", "0"),
             ("ZIPKIN_SHARED_RPC_SPAN", "t"),
+            ("DOWNSTREAM_URL", "http://myhelloworld-backend:8080/gettime"),
+            ("DOWNSTREAM_TIMEOUT", "1500ms"),
         ])
         .unwrap();
+        assert_eq!(
+            c.downstream_url.map(|u| u.to_string()).as_deref(),
+            Some("http://myhelloworld-backend:8080/gettime")
+        );
+        assert_eq!(c.downstream_timeout, Duration::from_millis(1500));
         assert_eq!(c.port, 0);
         assert_eq!(c.workers, 3);
         assert_eq!(c.service_name, "backend");
@@ -451,6 +486,8 @@ mod tests {
             ),
             (&[("JAEGER_DISABLED", "on")], "JAEGER_DISABLED"),
             (&[("ZIPKIN_SHARED_RPC_SPAN", "2")], "ZIPKIN_SHARED_RPC_SPAN"),
+            (&[("DOWNSTREAM_URL", "https://b/")], "DOWNSTREAM_URL"),
+            (&[("DOWNSTREAM_TIMEOUT", "10m")], "DOWNSTREAM_TIMEOUT"),
         ];
         for (vars, var) in cases {
             let err = config(vars).unwrap_err();
@@ -504,6 +541,8 @@ mod tests {
             "JAEGER_REPORTER_LOG_SPANS",
             "JAEGER_DISABLED",
             "ZIPKIN_SHARED_RPC_SPAN",
+            "DOWNSTREAM_URL",
+            "DOWNSTREAM_TIMEOUT",
             "RUST_LOG",
         ] {
             assert!(HELP.contains(&format!("\n  {var} ")), "{var} missing");

@@ -11,6 +11,8 @@ pub enum Route {
     Root,
     GetTime,
     Healthz,
+    /// Calls `DOWNSTREAM_URL` (the server does the call; see `server.rs`).
+    Chain,
     Unknown,
 }
 
@@ -21,6 +23,7 @@ impl Route {
             "/" => Route::Root,
             "/gettime" => Route::GetTime,
             "/healthz" => Route::Healthz,
+            "/chain" => Route::Chain,
             _ => Route::Unknown,
         }
     }
@@ -36,6 +39,7 @@ impl Route {
             Route::Root => Some("/"),
             Route::GetTime => Some("/gettime"),
             Route::Healthz => Some("/healthz"),
+            Route::Chain => Some("/chain"),
             Route::Unknown => None,
         }
     }
@@ -62,6 +66,7 @@ pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
         ("GET", Route::GetTime) => "GET /gettime".into(),
         ("HEAD", Route::Root) => "HEAD /".into(),
         ("HEAD", Route::GetTime) => "HEAD /gettime".into(),
+        ("GET", Route::Chain) => "GET /chain".into(),
         (method, route) => match route.path() {
             Some(path) => format!("{method} {path}").into(),
             None => method.into(),
@@ -83,7 +88,7 @@ pub struct Reply {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Reply {
-    fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
+    pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             status,
             body: body.into(),
@@ -110,6 +115,7 @@ impl App {
         }
     }
 
+    /// The reply of `route` (for `/chain` only the one without a downstream).
     pub fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
         if route == Route::Unknown {
             return Reply::text(404, "404 page not found\n");
@@ -127,6 +133,8 @@ impl App {
                 Reply::text(200, time_text(now.to_offset(self.utc_offset)))
             }
             Route::Healthz => Reply::text(200, "ok"),
+            // Reached only without a downstream: the server makes the call when there is one.
+            Route::Chain => Reply::text(404, "404 /chain calls DOWNSTREAM_URL, which is not set\n"),
             Route::Unknown => unreachable!("answered above"),
         }
     }
@@ -206,6 +214,7 @@ mod tests {
             ("/gettime", Route::GetTime),
             ("/gettime?x=1", Route::GetTime),
             ("/healthz", Route::Healthz),
+            ("/chain?x", Route::Chain),
             ("/gettime/", Route::Unknown),
             ("/GETTIME", Route::Unknown),
             ("", Route::Unknown),

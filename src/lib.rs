@@ -3,10 +3,12 @@
 //!
 //! The request path, in reading order: [`config`] → [`server`] (workers, shutdown) →
 //! [`b3`] (trace context in and out) and [`trace`] (sampling, span ids, Jaeger spans) →
-//! [`handlers`] → [`reporter`] (spans to the Jaeger agent over UDP).
+//! [`handlers`] (and [`downstream`] for `/chain`) → [`reporter`] (spans to the Jaeger agent
+//! over UDP).
 
 pub mod b3;
 pub mod config;
+pub mod downstream;
 pub mod handlers;
 pub mod reporter;
 pub mod server;

@@ -88,6 +88,10 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
     let service = Service {
         app: App::new(utc_offset),
         tracing: Tracing::new(spans, Sampler::new(config.sampler), config.shared_rpc_span),
+        downstream: config
+            .downstream_url
+            .clone()
+            .map(|url| (url, config.downstream_timeout)),
     };
     let http = match tiny_http::Server::from_listener(listener, None) {
         Ok(h) => h,
@@ -96,6 +100,12 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             return 1;
         }
     };
+    if let Some(url) = &config.downstream_url {
+        log::info!(
+            "/chain calls {url} (timeout {:?})",
+            config.downstream_timeout
+        );
+    }
     if config.disabled {
         log::info!("tracing disabled (JAEGER_DISABLED): B3 headers are read, no span is recorded");
     }

@@ -3,6 +3,7 @@
 //! graceful stop on SIGTERM/SIGINT.
 
 use crate::b3;
+use crate::downstream::{self, Url};
 use crate::handlers::{App, Reply, Route, operation_name};
 use crate::signals::Signals;
 use crate::trace::{SpanPlan, Tracing};
@@ -12,7 +13,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use time::OffsetDateTime;
 use tiny_http::{Header, Request, Response, StatusCode};
 
@@ -30,11 +31,21 @@ pub enum Stop {
     Failed(String),
 }
 
-/// What handles one request: the app and its tracing.
+/// What handles one request: the app, its tracing, and what `/chain` calls.
 pub struct Service {
     pub app: App,
     pub tracing: Tracing,
+    pub downstream: Option<(Url, Duration)>,
 }
+
+/// Headers Istio asks applications to copy onto outgoing calls, besides B3 (which we write
+/// ourselves): Envoy's request id, W3C trace context, and the older OpenTracing header.
+const FORWARDED: [&str; 4] = [
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-ot-span-context",
+];
 
 /// Serves until a termination signal or a fatal error, then stops taking requests, lets the
 /// workers finish the requests already queued, and returns.
@@ -151,7 +162,13 @@ impl Service {
                     server_tags(&request)
                 });
 
-        let reply = self.app.handle(&method, route, OffsetDateTime::now_utc());
+        let reply = match (&self.downstream, route, &method) {
+            (Some((url, timeout)), Route::Chain, tiny_http::Method::Get) => {
+                let with_single = b3_headers.single.is_some();
+                self.call_downstream(url, *timeout, &plan, &request, with_single)
+            }
+            _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
+        };
         let status = reply.status;
         span.set_tag(|| Tag::new("http.status_code", i64::from(status)));
         if status >= 500 {
@@ -163,6 +180,72 @@ impl Service {
         // Finishing the span hands it to the reporter; its end is when the response was written.
         drop(span);
         access_log(&method, &path, status, received, &plan);
+    }
+}
+
+impl Service {
+    /// `/chain`: GET the downstream URL in a client span, with the trace context propagated,
+    /// and answer with its status and body (502 on failure, 504 on timeout).
+    fn call_downstream(
+        &self,
+        url: &Url,
+        timeout: Duration,
+        server: &SpanPlan,
+        request: &Request,
+        with_single: bool,
+    ) -> Reply {
+        let client = server.child(crate::trace::random_id());
+        let mut span = self.tracing.start(
+            &client,
+            format!("GET {}", path_of(&url.target)),
+            SystemTime::now(),
+            || {
+                [
+                    Tag::new("span.kind", "client"),
+                    Tag::new("component", "myhelloworld"),
+                    Tag::new("http.method", "GET"),
+                    Tag::new("http.url", url.to_string()),
+                    Tag::new("peer.hostname", url.host.clone()),
+                    Tag::new("peer.port", i64::from(url.port)),
+                ]
+            },
+        );
+        let b3 = b3::Outgoing::new(&client.b3(), with_single);
+        let mut headers: Vec<(&str, &str)> = b3.pairs().collect();
+        headers.extend(request.headers().iter().filter_map(|h| {
+            let name = FORWARDED.iter().find(|f| h.field.equiv(f))?;
+            Some((*name, h.value.as_str()))
+        }));
+        let (reply, status, failure) = match downstream::get(url, &headers, timeout) {
+            Ok(r) => (
+                Reply::text(r.status, String::from_utf8_lossy(&r.body).into_owned()),
+                Some(r.status),
+                (r.status >= 500).then(|| format!("HTTP {}", r.status)),
+            ),
+            Err(downstream::Error::Timeout) => (
+                Reply::text(
+                    504,
+                    format!("504 {url} did not answer within {timeout:?}\n"),
+                ),
+                None,
+                Some(format!("timed out after {timeout:?}")),
+            ),
+            Err(e) => (
+                Reply::text(502, format!("502 calling {url} failed: {e}\n")),
+                None,
+                Some(e.to_string()),
+            ),
+        };
+        if let Some(code) = status {
+            span.set_tag(|| Tag::new("http.status_code", i64::from(code)));
+        }
+        if let Some(why) = failure {
+            log::warn!("downstream call to {url} failed: {why}");
+            span.error_log(|log| {
+                log.kind("downstream").message(why);
+            });
+        }
+        reply
     }
 }
 

@@ -32,6 +32,31 @@ pub struct SpanPlan {
     pub decided_here: bool,
 }
 
+impl SpanPlan {
+    /// A child span (the client span of an outgoing call): same trace and decision.
+    pub fn child(&self, span_id: u64) -> SpanPlan {
+        SpanPlan {
+            trace_id: self.trace_id,
+            span_id,
+            parent_id: Some(self.span_id),
+            sampling: self.sampling,
+            decided_here: false,
+        }
+    }
+
+    /// This span as the B3 context to propagate: its ids and the decision, deny included.
+    pub fn b3(&self) -> Context {
+        Context {
+            ids: Some(SpanIds {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                parent_id: self.parent_id,
+            }),
+            sampling: self.sampling,
+        }
+    }
+}
+
 /// Plans the server span for `incoming`.
 ///
 /// Default (Istio's model): a new span, CHILD_OF the incoming span id, which behind Istio is
@@ -357,6 +382,32 @@ mod tests {
         for c in cases {
             let got = plan_server_span(&c.incoming, c.shared, |_| c.sampler_says, counter());
             assert_eq!(got, c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_child_propagates_the_trace_and_the_decision() {
+        for sampling in [Sampling::Accept, Sampling::Deny, Sampling::Debug] {
+            let server = SpanPlan {
+                trace_id: TRACE,
+                span_id: 7,
+                parent_id: Some(3),
+                sampling,
+                decided_here: true,
+            };
+            let client = server.child(9);
+            assert_eq!(
+                client.b3(),
+                Context {
+                    ids: Some(SpanIds {
+                        trace_id: TRACE,
+                        span_id: 9,
+                        parent_id: Some(7),
+                    }),
+                    sampling,
+                }
+            );
+            assert!(!client.decided_here);
         }
     }
 
