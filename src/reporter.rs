@@ -33,7 +33,9 @@ pub struct Stats {
     pub dropped_agent_unresolved: AtomicU64,
     pub dropped_too_large: AtomicU64,
     pub datagrams: AtomicU64,
-    pub bytes: AtomicU64,
+    /// Upper bound of the bytes sent (see `span_size_bound`): the encoder does not report
+    /// the length of what it sends.
+    pub bytes_bound: AtomicU64,
     pub send_errors: AtomicU64,
     /// Reserved slots: spans in flight in a worker or waiting in the channel.
     pub reserved: AtomicUsize,
@@ -43,7 +45,7 @@ impl Stats {
     /// One line with every counter, for the shutdown log and for tests.
     pub fn summary(&self) -> String {
         format!(
-            "spans admitted={} sent={} dropped: queue_full={} send_error={} agent_unresolved={} too_large={}; datagrams={} bytes={} send_errors={}",
+            "spans admitted={} sent={} dropped: queue_full={} send_error={} agent_unresolved={} too_large={}; datagrams={} bytes_bound={} send_errors={}",
             self.admitted.load(Relaxed),
             self.sent.load(Relaxed),
             self.dropped_queue_full.load(Relaxed),
@@ -51,7 +53,7 @@ impl Stats {
             self.dropped_agent_unresolved.load(Relaxed),
             self.dropped_too_large.load(Relaxed),
             self.datagrams.load(Relaxed),
-            self.bytes.load(Relaxed),
+            self.bytes_bound.load(Relaxed),
             self.send_errors.load(Relaxed),
         )
     }
@@ -214,8 +216,7 @@ impl Reporter {
                 Ok(()) => {
                     self.stats.sent.fetch_add(n, Relaxed);
                     self.stats.datagrams.fetch_add(1, Relaxed);
-                    // The bound, not the exact size: the encoder does not tell us the length.
-                    self.stats.bytes.fetch_add(self.batch_bytes as u64, Relaxed);
+                    self.stats.bytes_bound.fetch_add(self.batch_bytes as u64, Relaxed);
                 }
                 Err(e) => {
                     self.stats.dropped_send_error.fetch_add(n, Relaxed);
