@@ -8,7 +8,7 @@
 //! span, and every sampled span ends in exactly one counter:
 //! `admitted = sent + dropped(send_error, agent_unresolved, too_large) + in the reporter`.
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rustracing::tag::{Tag, TagValue};
 use rustracing_jaeger::reporter::JaegerCompactReporter;
 use rustracing_jaeger::span::FinishedSpan;
@@ -128,6 +128,7 @@ pub fn spawn(
         batch: Vec::new(),
         batch_bytes: 0,
         budget,
+        capacity: spans.capacity().unwrap_or(usize::MAX),
         stats,
         settings,
         errors: RateLimitedLog::new(Duration::from_secs(10)),
@@ -148,35 +149,60 @@ struct Reporter {
     batch_bytes: usize,
     /// What the spans of one datagram may take.
     budget: usize,
+    /// The span channel's capacity.
+    capacity: usize,
     stats: Arc<Stats>,
     errors: RateLimitedLog,
 }
 
 impl Reporter {
+    /// Idle, the thread blocks until a span arrives. Busy, it drains the channel every
+    /// `POLL` instead: a blocked receiver costs every sender a wake-up (a futex call and a
+    /// context switch per span), a polling one costs nothing on the request path.
     fn run(&mut self, spans: Receiver<FinishedSpan>) {
+        const POLL: Duration = Duration::from_millis(2);
+        const IDLE_POLLS: u32 = 50;
         let mut next_flush = Instant::now() + self.settings.flush_interval;
         loop {
             match spans.recv_deadline(next_flush) {
-                Ok(span) => {
-                    self.stats.reserved.fetch_sub(1, Relaxed);
-                    self.add(span);
-                    // Under steady load `recv_deadline` never times out: check the clock too.
-                    if Instant::now() >= next_flush {
-                        self.flush();
-                        next_flush = Instant::now() + self.settings.flush_interval;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                Ok(span) => self.take(span),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.stop(),
+            }
+            let mut empty_polls = 0;
+            while empty_polls < IDLE_POLLS {
+                if Instant::now() >= next_flush {
                     self.flush();
                     next_flush = Instant::now() + self.settings.flush_interval;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.flush();
-                    log::info!("span reporter stopped: {}", self.stats.summary());
-                    return;
+                let mut taken = 0;
+                loop {
+                    match spans.try_recv() {
+                        Ok(span) => {
+                            self.take(span);
+                            taken += 1;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return self.stop(),
+                    }
+                }
+                empty_polls = if taken == 0 { empty_polls + 1 } else { 0 };
+                // A small queue that was half full cannot wait a whole poll.
+                if taken * 2 < self.capacity {
+                    std::thread::sleep(POLL);
                 }
             }
         }
+    }
+
+    fn take(&mut self, span: FinishedSpan) {
+        self.stats.reserved.fetch_sub(1, Relaxed);
+        self.add(span);
+    }
+
+    fn stop(&mut self) {
+        self.flush();
+        log::info!("span reporter stopped: {}", self.stats.summary());
     }
 
     fn add(&mut self, span: FinishedSpan) {
@@ -216,7 +242,9 @@ impl Reporter {
                 Ok(()) => {
                     self.stats.sent.fetch_add(n, Relaxed);
                     self.stats.datagrams.fetch_add(1, Relaxed);
-                    self.stats.bytes_bound.fetch_add(self.batch_bytes as u64, Relaxed);
+                    self.stats
+                        .bytes_bound
+                        .fetch_add(self.batch_bytes as u64, Relaxed);
                 }
                 Err(e) => {
                     self.stats.dropped_send_error.fetch_add(n, Relaxed);
