@@ -78,7 +78,7 @@ Configuration (environment variables, default in brackets):
                                   per second [1, 0.001, 1 respectively]
   JAEGER_TAGS                     process tags k=v,k2=v2; a value ${VAR:default} reads VAR []
   JAEGER_REPORTER_MAX_QUEUE_SIZE  spans waiting for the reporter before new ones are dropped
-                                  and counted, 1-1000000 [1000]
+                                  and counted, 1-1000000 [4096]
   JAEGER_REPORTER_FLUSH_INTERVAL  longest a span waits before it is sent, a Go duration
                                   such as 500ms or 1s, 1ms-1h [1s]
   JAEGER_REPORTER_LOG_SPANS       also log every finished span (useful without Jaeger) [false]
@@ -137,7 +137,7 @@ impl Config {
             max_queue_size: parse_or(
                 "JAEGER_REPORTER_MAX_QUEUE_SIZE",
                 get("JAEGER_REPORTER_MAX_QUEUE_SIZE"),
-                1000,
+                4096,
                 "a whole number 1-1000000",
                 |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
             )?,
@@ -349,7 +349,7 @@ mod tests {
                 agent_port: 6831,
                 sampler: SamplerConfig::Const(true),
                 tags: vec![],
-                max_queue_size: 1000,
+                max_queue_size: 4096,
                 flush_interval: Duration::from_secs(1),
                 log_spans: false,
                 disabled: false,

@@ -13,10 +13,31 @@ pub enum Route {
     Healthz,
     /// Calls `DOWNSTREAM_URL` (the server does the call; see `server.rs`).
     Chain,
+    /// Prometheus metrics (rendered by the server; see `metrics.rs`).
+    Metrics,
     Unknown,
 }
 
 impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::Root,
+        Route::GetTime,
+        Route::Healthz,
+        Route::Chain,
+        Route::Metrics,
+        Route::Unknown,
+    ];
+
+    /// Position in `ALL`, for per-route counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `route` label of metrics.
+    pub fn label(self) -> &'static str {
+        self.path().unwrap_or("unknown")
+    }
+
     /// The route of a request target (path, optionally with a query).
     pub fn of(target: &str) -> Route {
         match target.split_once('?').map_or(target, |(path, _)| path) {
@@ -24,13 +45,14 @@ impl Route {
             "/gettime" => Route::GetTime,
             "/healthz" => Route::Healthz,
             "/chain" => Route::Chain,
+            "/metrics" => Route::Metrics,
             _ => Route::Unknown,
         }
     }
 
-    /// Probes are not traced: a span per kubelet probe would only be noise.
+    /// Probes and scrapes are not traced: a span for each would only be noise.
     pub fn traced(self) -> bool {
-        self != Route::Healthz
+        !matches!(self, Route::Healthz | Route::Metrics)
     }
 
     /// The route's path; `None` for unknown paths.
@@ -40,6 +62,7 @@ impl Route {
             Route::GetTime => Some("/gettime"),
             Route::Healthz => Some("/healthz"),
             Route::Chain => Some("/chain"),
+            Route::Metrics => Some("/metrics"),
             Route::Unknown => None,
         }
     }
@@ -115,10 +138,12 @@ impl App {
         }
     }
 
-    /// The reply of `route` (for `/chain` only the one without a downstream).
+    /// The reply of `route`. `/chain` with a downstream and `/metrics` need the server's
+    /// state and are answered there; here `/chain` is the reply without a downstream.
     pub fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
+        let not_found = || Reply::text(404, "404 page not found\n");
         if route == Route::Unknown {
-            return Reply::text(404, "404 page not found\n");
+            return not_found();
         }
         if !matches!(method, Method::Get | Method::Head) {
             return Reply {
@@ -133,9 +158,8 @@ impl App {
                 Reply::text(200, time_text(now.to_offset(self.utc_offset)))
             }
             Route::Healthz => Reply::text(200, "ok"),
-            // Reached only without a downstream: the server makes the call when there is one.
             Route::Chain => Reply::text(404, "404 /chain calls DOWNSTREAM_URL, which is not set\n"),
-            Route::Unknown => unreachable!("answered above"),
+            Route::Metrics | Route::Unknown => not_found(),
         }
     }
 }
@@ -215,6 +239,7 @@ mod tests {
             ("/gettime?x=1", Route::GetTime),
             ("/healthz", Route::Healthz),
             ("/chain?x", Route::Chain),
+            ("/metrics", Route::Metrics),
             ("/gettime/", Route::Unknown),
             ("/GETTIME", Route::Unknown),
             ("", Route::Unknown),

@@ -4,12 +4,13 @@
 //! The request path, in reading order: [`config`] → [`server`] (workers, shutdown) →
 //! [`b3`] (trace context in and out) and [`trace`] (sampling, span ids, Jaeger spans) →
 //! [`handlers`] (and [`downstream`] for `/chain`) → [`reporter`] (spans to the Jaeger agent
-//! over UDP).
+//! over UDP). [`metrics`] counts it all for `GET /metrics`.
 
 pub mod b3;
 pub mod config;
 pub mod downstream;
 pub mod handlers;
+pub mod metrics;
 pub mod reporter;
 pub mod server;
 pub mod signals;

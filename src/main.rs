@@ -1,5 +1,6 @@
 use myhelloworld::config::{Config, HELP};
 use myhelloworld::handlers::App;
+use myhelloworld::metrics::Metrics;
 use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
 use myhelloworld::server::{self, Service, Stop};
 use myhelloworld::signals::Signals;
@@ -92,6 +93,8 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             .downstream_url
             .clone()
             .map(|url| (url, config.downstream_timeout)),
+        metrics: Metrics::default(),
+        span_stats: stats,
     };
     let http = match tiny_http::Server::from_listener(listener, None) {
         Ok(h) => h,

@@ -5,6 +5,8 @@
 use crate::b3;
 use crate::downstream::{self, Url};
 use crate::handlers::{App, Reply, Route, operation_name};
+use crate::metrics::Metrics;
+use crate::reporter::Stats;
 use crate::signals::Signals;
 use crate::trace::{SpanPlan, Tracing};
 use rustracing::tag::Tag;
@@ -12,10 +14,11 @@ use std::borrow::Cow;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use time::OffsetDateTime;
-use tiny_http::{Header, Request, Response, StatusCode};
+use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 /// Longest tag values we record: a span must fit in a UDP datagram whatever the client sent.
 const MAX_URL_TAG: usize = 2048;
@@ -31,11 +34,13 @@ pub enum Stop {
     Failed(String),
 }
 
-/// What handles one request: the app, its tracing, and what `/chain` calls.
+/// What handles one request: the app, its tracing, what `/chain` calls, and the counters.
 pub struct Service {
     pub app: App,
     pub tracing: Tracing,
     pub downstream: Option<(Url, Duration)>,
+    pub metrics: Metrics,
+    pub span_stats: Arc<Stats>,
 }
 
 /// Headers Istio asks applications to copy onto outgoing calls, besides B3 (which we write
@@ -132,9 +137,16 @@ impl Service {
                 .into(),
         };
         if !route.traced() {
-            let reply = self.app.handle(&method, route, OffsetDateTime::now_utc());
+            let reply = match (route, &method) {
+                (Route::Metrics, Method::Get | Method::Head) => Reply {
+                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                    ..Reply::text(200, self.metrics.render(&self.span_stats))
+                },
+                _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
+            };
             let status = reply.status;
             respond(request, reply);
+            self.metrics.observe(route, status, received.elapsed());
             log::debug!(target: "access", "{method} {path} {status}");
             return;
         }
@@ -163,7 +175,7 @@ impl Service {
                 });
 
         let reply = match (&self.downstream, route, &method) {
-            (Some((url, timeout)), Route::Chain, tiny_http::Method::Get) => {
+            (Some((url, timeout)), Route::Chain, Method::Get) => {
                 let with_single = b3_headers.single.is_some();
                 self.call_downstream(url, *timeout, &plan, &request, with_single)
             }
@@ -179,6 +191,7 @@ impl Service {
         respond(request, reply);
         // Finishing the span hands it to the reporter; its end is when the response was written.
         drop(span);
+        self.metrics.observe(route, status, received.elapsed());
         access_log(&method, &path, status, received, &plan);
     }
 }
@@ -285,13 +298,7 @@ fn server_tags(request: &Request) -> Vec<Tag> {
     tags
 }
 
-fn access_log(
-    method: &tiny_http::Method,
-    path: &str,
-    status: u16,
-    received: Instant,
-    plan: &SpanPlan,
-) {
+fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan: &SpanPlan) {
     log::info!(
         target: "access",
         "{method} {path} {status} {:.3}ms trace_id={} span_id={} sampled={}",

@@ -496,3 +496,61 @@ fn invalid_settings_stop_start_up_with_one_line_and_status_2() {
         format!("myhelloworld {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn metrics_count_requests_and_spans_and_are_not_traced() {
+    let agent = Agent::new();
+    let service = Service::start(agent.port(), &[]);
+    for _ in 0..3 {
+        assert_eq!(service.get("/gettime", &[]).status, 200);
+    }
+    assert_eq!(service.get("/nope", &[]).status, 404);
+    assert_eq!(service.get("/gettime", &b3_multi("0")).status, 200);
+    let received: usize = agent
+        .collect(4, WAIT)
+        .iter()
+        .map(|d| d.batch.spans.len())
+        .sum();
+    assert_eq!(received, 4);
+    let metrics = service.get("/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let value = |series: &str| -> f64 {
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing in\n{}", metrics.body))
+    };
+    assert_eq!(
+        value("myhelloworld_http_requests_total{route=\"/gettime\",status=\"200\"}"),
+        4.0
+    );
+    assert_eq!(
+        value("myhelloworld_http_requests_total{route=\"unknown\",status=\"404\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("myhelloworld_http_request_duration_seconds_count{route=\"/gettime\"}"),
+        4.0
+    );
+    // The deny made no span: 4 finished, 4 sent, as the agent saw.
+    assert_eq!(value("myhelloworld_spans_finished_total"), 4.0);
+    assert_eq!(value("myhelloworld_spans_sent_total"), 4.0);
+    assert_eq!(
+        value("myhelloworld_spans_dropped_total{reason=\"queue_full\"}"),
+        0.0
+    );
+    assert!(value("myhelloworld_reporter_datagrams_total") >= 1.0);
+    // The scrape itself is counted afterwards and never traced.
+    assert!(agent.spans_within(QUIET).is_empty());
+    let again = service.get("/metrics", &[]);
+    assert!(
+        again
+            .body
+            .contains("myhelloworld_http_requests_total{route=\"/metrics\",status=\"200\"} 1")
+    );
+}
