@@ -9,6 +9,7 @@
 #   BENCH_REPS=7 BENCH_SECONDS=10 BENCH_CONNECTIONS=64 tests/bench/run.sh
 #   BENCH_SOAK=60 tests/bench/run.sh      # also one 60 s run sampling RSS every 5 s
 #   BENCH_SCENARIOS="b3-sampled disabled" tests/bench/run.sh   # a subset
+#   BENCH_PIN=0 tests/bench/run.sh        # let the scheduler place server and load
 #
 # Everything stays on 127.0.0.1; every wait is bounded.
 set -euo pipefail
@@ -29,14 +30,14 @@ server_bin=target/release/myhelloworld
 sink_bin=target/release/examples/udp-sink
 
 # Server on core 0, wrk and the sink on core 1, when there are two cores.
-if [ "$(nproc)" -ge 2 ]; then
+if [ "$(nproc)" -ge 2 ] && [ "${BENCH_PIN:-1}" = 1 ]; then
   pin_server=(taskset -c 0)
   pin_load=(taskset -c 1)
   pinning="server on core 0, wrk and sink on core 1"
 else
   pin_server=()
   pin_load=()
-  pinning="one core: nothing pinned"
+  pinning="nothing pinned"
 fi
 
 work=$(mktemp -d)
