@@ -165,6 +165,7 @@ done
 
 # Tracing overhead: per repetition, CPU per request of b3-sampled over disabled (adjacent runs).
 echo
+grep -q '^disabled ' "$work/results" && grep -q '^b3-sampled ' "$work/results" &&
 paste <(awk '$1 == "b3-sampled" { print $5 }' "$work/results") <(awk '$1 == "disabled" { print $5 }' "$work/results") |
   awk '{ printf "%.3f\n", $1 / $2 }' | sort -g |
   awk '{ r[NR] = $1 } END {
