@@ -45,22 +45,14 @@ fn chain() -> Chain {
     }
 }
 
-fn spans(agent: &Agent, n: usize) -> Vec<Span> {
-    agent
-        .collect(n, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect()
-}
-
 fn kind(span: &Span) -> &str {
     span.str_tag("span.kind").unwrap_or_default()
 }
 
 /// A's server span, A's client span, B's server span, checked as one trace.
 fn assert_one_trace(c: &Chain, parent_of_a: Option<u64>, flags: i32) -> (Span, Span, Span) {
-    let a_spans = spans(&c.agent_a, 2);
-    let b_spans = spans(&c.agent_b, 1);
+    let a_spans = c.agent_a.spans(2, WAIT);
+    let b_spans = c.agent_b.spans(1, WAIT);
     assert_eq!(
         (a_spans.len(), b_spans.len()),
         (2, 1),
@@ -256,7 +248,7 @@ fn outgoing_headers_carry_the_client_span_and_copy_the_mesh_headers() {
         "{head}"
     );
 
-    let spans = spans(&agent, 2);
+    let spans = agent.spans(2, WAIT);
     let server = spans.iter().find(|s| kind(s) == "server").unwrap();
     let client = spans.iter().find(|s| kind(s) == "client").unwrap();
     let hex = |id: u64| format!("{id:016x}");
@@ -330,7 +322,7 @@ fn a_dead_downstream_is_a_502_and_a_silent_one_a_504() {
     );
     let r = refused.get("/chain", &[]);
     assert_eq!(r.status, 502, "{}", r.body);
-    let spans = spans(&agent, 2);
+    let spans = agent.spans(2, WAIT);
     let client = spans.iter().find(|s| kind(s) == "client").unwrap();
     assert_eq!(client.tag("error"), Some(&TagValue::Bool(true)));
     assert_eq!(client.tag("http.status_code"), None);

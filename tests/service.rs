@@ -134,11 +134,7 @@ fn single_b3_header_with_debug_sets_the_debug_flag_and_keeps_a_64_bit_trace_id()
             std::env::consts::ARCH
         )
     );
-    let spans: Vec<_> = agent
-        .collect(1, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans: Vec<_> = agent.spans(1, WAIT);
     assert_eq!(spans.len(), 1);
     let span = &spans[0];
     assert_eq!((span.trace_id_high, span.trace_id_low), (0, TRACE_HIGH));
@@ -169,11 +165,7 @@ fn a_deny_decision_reports_nothing_but_is_logged_with_its_ids() {
 
     // The pipe works: a sampled request after them is reported, alone.
     assert_eq!(service.get("/gettime", &b3_multi("1")).status, 200);
-    let spans: Vec<_> = agent
-        .collect(1, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans: Vec<_> = agent.spans(1, WAIT);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].parent_span_id, SIDECAR_SPAN);
 }
@@ -183,11 +175,7 @@ fn without_headers_the_sampler_starts_a_128_bit_root_trace() {
     let agent = Agent::new();
     let service = Service::start(agent.port(), &[]);
     assert_eq!(service.get("/gettime", &[]).status, 200);
-    let spans: Vec<_> = agent
-        .collect(1, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans: Vec<_> = agent.spans(1, WAIT);
     assert_eq!(spans.len(), 1);
     let span = &spans[0];
     assert_ne!(span.trace_id_high, 0, "128-bit, like Istio's");
@@ -242,11 +230,7 @@ fn malformed_headers_are_ignored_and_a_new_trace_starts() {
     for headers in &cases {
         assert_eq!(service.get("/gettime", headers).status, 200, "{headers:?}");
     }
-    let spans: Vec<_> = agent
-        .collect(cases.len(), WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans = agent.spans(cases.len(), WAIT);
     assert_eq!(spans.len(), cases.len());
     for span in &spans {
         assert_eq!(span.parent_span_id, 0, "a new root: {span:?}");
@@ -274,11 +258,7 @@ fn shared_rpc_span_reuses_the_callers_span_id() {
     let agent = Agent::new();
     let service = Service::start(agent.port(), &[("ZIPKIN_SHARED_RPC_SPAN", "true")]);
     assert_eq!(service.get("/gettime", &b3_multi("1")).status, 200);
-    let spans: Vec<_> = agent
-        .collect(1, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans: Vec<_> = agent.spans(1, WAIT);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].span_id, SIDECAR_SPAN);
     assert_eq!(spans[0].parent_span_id, GATEWAY_SPAN);
@@ -310,9 +290,8 @@ fn responses_have_type_and_length_and_head_has_no_body() {
     }
     // Probes are not traced: get, head, 404 and 405 are; healthz is not.
     let ops: Vec<String> = agent
-        .collect(4, WAIT)
+        .spans(4, WAIT)
         .into_iter()
-        .flat_map(|d| d.batch.spans)
         .map(|s| s.operation)
         .collect();
     let mut sorted = ops.clone();
@@ -334,11 +313,7 @@ fn sigterm_delivers_queued_spans_before_exit() {
     }
     let (status, logs) = service.terminate(WAIT);
     assert!(status.success(), "exit status {status:?}");
-    let spans: Vec<_> = agent
-        .collect(5, WAIT)
-        .into_iter()
-        .flat_map(|d| d.batch.spans)
-        .collect();
+    let spans: Vec<_> = agent.spans(5, WAIT);
     assert_eq!(spans.len(), 5);
     let counters = shutdown_counters(&logs);
     assert_eq!(counters["admitted"], 5);

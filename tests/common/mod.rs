@@ -232,12 +232,17 @@ impl Agent {
         out
     }
 
-    /// All spans that arrive within `timeout` (for "nothing arrives" checks, wait it out).
-    pub fn spans_within(&self, timeout: Duration) -> Vec<Span> {
-        self.collect(usize::MAX, timeout)
+    /// The spans of `collect(spans, timeout)`.
+    pub fn spans(&self, spans: usize, timeout: Duration) -> Vec<Span> {
+        self.collect(spans, timeout)
             .into_iter()
             .flat_map(|d| d.batch.spans)
             .collect()
+    }
+
+    /// All spans that arrive within `timeout` (for "nothing arrives" checks, wait it out).
+    pub fn spans_within(&self, timeout: Duration) -> Vec<Span> {
+        self.spans(usize::MAX, timeout)
     }
 }
 
