@@ -175,7 +175,7 @@ impl Service {
                 });
 
         let reply = match (&self.downstream, route, &method) {
-            (Some((url, timeout)), Route::Chain, Method::Get) => {
+            (Some((url, timeout)), Route::Chain, Method::Get | Method::Head) => {
                 let with_single = b3_headers.single.is_some();
                 self.call_downstream(url, *timeout, &plan, &request, with_single)
             }
@@ -194,9 +194,7 @@ impl Service {
         self.metrics.observe(route, status, received.elapsed());
         access_log(&method, &path, status, received, &plan);
     }
-}
 
-impl Service {
     /// `/chain`: GET the downstream URL in a client span, with the trace context propagated,
     /// and answer with its status and body (502 on failure, 504 on timeout).
     fn call_downstream(

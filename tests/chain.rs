@@ -136,6 +136,11 @@ fn ingress_to_a_to_b_is_one_trace() {
     assert_eq!(a_client.tag("error"), None);
     // x-request-id went along: B tags its span with it too.
     assert_eq!(b_server.str_tag("guid:x-request-id"), Some("req-1"));
+
+    // HEAD makes the same call and answers without the body.
+    let head = c.a.request("HEAD", "/chain", &[]);
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    assert_eq!(c.agent_b.spans(1, WAIT).len(), 1, "B was called");
 }
 
 #[test]
