@@ -106,12 +106,12 @@ impl Config {
         let sampler = parse_sampler(get("JAEGER_SAMPLER_TYPE"), get("JAEGER_SAMPLER_PARAM"))?;
         Ok(Config {
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
-            port: parse_or("PORT", get("PORT"), 8080, "a port number 0-65535", |v| {
+            port: parse_or("PORT", &get, 8080, "a port number 0-65535", |v| {
                 v.parse().ok()
             })?,
             workers: parse_or(
                 "WORKERS",
-                get("WORKERS"),
+                &get,
                 (4 * cpus).max(4),
                 "a whole number 1-1024",
                 |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
@@ -120,7 +120,7 @@ impl Config {
             agent_host: get("JAEGER_AGENT_HOST").unwrap_or_else(|| "localhost".into()),
             agent_port: parse_or(
                 "JAEGER_AGENT_PORT",
-                get("JAEGER_AGENT_PORT"),
+                &get,
                 6831,
                 "a port number 1-65535",
                 |v| v.parse().ok().filter(|&p| p != 0),
@@ -136,43 +136,21 @@ impl Config {
             },
             max_queue_size: parse_or(
                 "JAEGER_REPORTER_MAX_QUEUE_SIZE",
-                get("JAEGER_REPORTER_MAX_QUEUE_SIZE"),
+                &get,
                 4096,
                 "a whole number 1-1000000",
                 |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
             )?,
             flush_interval: parse_or(
                 "JAEGER_REPORTER_FLUSH_INTERVAL",
-                get("JAEGER_REPORTER_FLUSH_INTERVAL"),
+                &get,
                 Duration::from_secs(1),
                 "a Go duration from 1ms to 1h, such as 500ms or 1s",
-                |v| {
-                    parse_go_duration(v).filter(|d| {
-                        (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(d)
-                    })
-                },
+                duration_in(Duration::from_millis(1), Duration::from_secs(3600)),
             )?,
-            log_spans: parse_or(
-                "JAEGER_REPORTER_LOG_SPANS",
-                get("JAEGER_REPORTER_LOG_SPANS"),
-                false,
-                BOOL,
-                parse_bool,
-            )?,
-            disabled: parse_or(
-                "JAEGER_DISABLED",
-                get("JAEGER_DISABLED"),
-                false,
-                BOOL,
-                parse_bool,
-            )?,
-            shared_rpc_span: parse_or(
-                "ZIPKIN_SHARED_RPC_SPAN",
-                get("ZIPKIN_SHARED_RPC_SPAN"),
-                false,
-                BOOL,
-                parse_bool,
-            )?,
+            log_spans: parse_or("JAEGER_REPORTER_LOG_SPANS", &get, false, BOOL, parse_bool)?,
+            disabled: parse_or("JAEGER_DISABLED", &get, false, BOOL, parse_bool)?,
+            shared_rpc_span: parse_or("ZIPKIN_SHARED_RPC_SPAN", &get, false, BOOL, parse_bool)?,
             downstream_url: match get("DOWNSTREAM_URL") {
                 None => None,
                 Some(v) => Some(Url::parse(v.trim()).ok_or(ConfigError {
@@ -183,28 +161,24 @@ impl Config {
             },
             downstream_timeout: parse_or(
                 "DOWNSTREAM_TIMEOUT",
-                get("DOWNSTREAM_TIMEOUT"),
+                &get,
                 Duration::from_secs(2),
                 "a Go duration from 1ms to 5m, such as 2s",
-                |v| {
-                    parse_go_duration(v).filter(|d| {
-                        (Duration::from_millis(1)..=Duration::from_secs(300)).contains(d)
-                    })
-                },
+                duration_in(Duration::from_millis(1), Duration::from_secs(300)),
             )?,
         })
     }
 }
 
-/// `parse(value)`, or `default` when the variable is unset or empty.
+/// `parse` of the variable's value, or `default` when it is unset or empty.
 fn parse_or<T>(
     var: &'static str,
-    value: Option<String>,
+    get: &impl Fn(&'static str) -> Option<String>,
     default: T,
     accepted: &'static str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<T, ConfigError> {
-    match value {
+    match get(var) {
         None => Ok(default),
         Some(v) => parse(v.trim()).ok_or(ConfigError {
             var,
@@ -252,6 +226,11 @@ fn parse_sampler(
             accepted: "const, probabilistic or ratelimiting",
         }),
     }
+}
+
+/// A Go duration within `min..=max`.
+fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Option<Duration> {
+    move |v| parse_go_duration(v).filter(|d| (min..=max).contains(d))
 }
 
 /// Go's `strconv.ParseBool`.
