@@ -2,6 +2,7 @@
 //! (jaeger-client-go's `config.FromEnv`). Parsing is pure: it reads through a lookup
 //! function, so tests need no process environment.
 
+use crate::connections::Limits;
 use crate::downstream::Url;
 use std::fmt;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct Config {
     /// What `/chain` calls.
     pub downstream_url: Option<Url>,
     pub downstream_timeout: Duration,
+    /// Bounds on client connections (see `connections.rs`).
+    pub connections: Limits,
 }
 
 /// `JAEGER_SAMPLER_TYPE` with its `JAEGER_SAMPLER_PARAM`.
@@ -69,6 +72,14 @@ Configuration (environment variables, default in brackets):
   HOST                            address to listen on [0.0.0.0]
   PORT                            TCP port, 0 picks a free one [8080]
   WORKERS                         request worker threads, 1-1024 [4 x CPUs, at least 4]
+  HTTP_MAX_CONNECTIONS            open client connections kept; beyond, the longest waiting
+                                  for an answer are closed, 1-100000 [512]
+  HTTP_IDLE_TIMEOUT               close a keep-alive connection idle this long, a Go duration,
+                                  100ms-24h; longer than Envoy's 1h so the sidecar closes
+                                  first [1h5m]
+  HTTP_REQUEST_TIMEOUT            close a connection whose request is not answered this long
+                                  after it began (slow heads, stuck clients), 100ms-1h,
+                                  longer than DOWNSTREAM_TIMEOUT [30s]
   JAEGER_SERVICE_NAME             service name in Jaeger [myhelloworld]
   JAEGER_AGENT_HOST               Jaeger agent host name or IP, resolved again while it fails [localhost]
   JAEGER_AGENT_PORT               agent UDP port, jaeger.thrift compact [6831]
@@ -166,7 +177,45 @@ impl Config {
                 "a Go duration from 1ms to 5m, such as 2s",
                 duration_in(Duration::from_millis(1), Duration::from_secs(300)),
             )?,
+            connections: Limits {
+                max_connections: parse_or(
+                    "HTTP_MAX_CONNECTIONS",
+                    &get,
+                    512,
+                    "a whole number 1-100000",
+                    |v| v.parse().ok().filter(|n| (1..=100_000).contains(n)),
+                )?,
+                idle_timeout: parse_or(
+                    "HTTP_IDLE_TIMEOUT",
+                    &get,
+                    Duration::from_secs(3900),
+                    "a Go duration from 100ms to 24h, such as 1h5m",
+                    duration_in(Duration::from_millis(100), Duration::from_secs(86_400)),
+                )?,
+                request_timeout: parse_or(
+                    "HTTP_REQUEST_TIMEOUT",
+                    &get,
+                    Duration::from_secs(30),
+                    "a Go duration from 100ms to 1h, such as 30s",
+                    duration_in(Duration::from_millis(100), Duration::from_secs(3600)),
+                )?,
+            },
         })
+        .and_then(Config::consistent)
+    }
+
+    /// A `/chain` call must be able to finish before its request times out.
+    fn consistent(self) -> Result<Config, ConfigError> {
+        if self.downstream_url.is_some()
+            && self.downstream_timeout >= self.connections.request_timeout
+        {
+            return Err(ConfigError {
+                var: "DOWNSTREAM_TIMEOUT",
+                value: format!("{:?}", self.downstream_timeout),
+                accepted: "a duration shorter than HTTP_REQUEST_TIMEOUT",
+            });
+        }
+        Ok(self)
     }
 }
 
@@ -335,6 +384,11 @@ mod tests {
                 shared_rpc_span: false,
                 downstream_url: None,
                 downstream_timeout: Duration::from_secs(2),
+                connections: Limits {
+                    max_connections: 512,
+                    idle_timeout: Duration::from_secs(3900),
+                    request_timeout: Duration::from_secs(30),
+                },
             }
         );
         // Empty counts as unset, as in the Jaeger clients.
@@ -366,6 +420,9 @@ mod tests {
             ("ZIPKIN_SHARED_RPC_SPAN", "t"),
             ("DOWNSTREAM_URL", "http://myhelloworld-backend:8080/gettime"),
             ("DOWNSTREAM_TIMEOUT", "1500ms"),
+            ("HTTP_MAX_CONNECTIONS", "64"),
+            ("HTTP_IDLE_TIMEOUT", "1h5m"),
+            ("HTTP_REQUEST_TIMEOUT", "2s"),
         ])
         .unwrap();
         assert_eq!(
@@ -389,6 +446,14 @@ mod tests {
         assert_eq!(c.max_queue_size, 10);
         assert_eq!(c.flush_interval, Duration::from_millis(250));
         assert!(c.log_spans && !c.disabled && c.shared_rpc_span);
+        assert_eq!(
+            c.connections,
+            Limits {
+                max_connections: 64,
+                idle_timeout: Duration::from_secs(3900),
+                request_timeout: Duration::from_secs(2),
+            }
+        );
     }
 
     #[test]
@@ -467,6 +532,16 @@ mod tests {
             (&[("ZIPKIN_SHARED_RPC_SPAN", "2")], "ZIPKIN_SHARED_RPC_SPAN"),
             (&[("DOWNSTREAM_URL", "https://b/")], "DOWNSTREAM_URL"),
             (&[("DOWNSTREAM_TIMEOUT", "10m")], "DOWNSTREAM_TIMEOUT"),
+            (
+                &[
+                    ("DOWNSTREAM_URL", "http://b/"),
+                    ("DOWNSTREAM_TIMEOUT", "30s"),
+                ],
+                "DOWNSTREAM_TIMEOUT",
+            ),
+            (&[("HTTP_MAX_CONNECTIONS", "0")], "HTTP_MAX_CONNECTIONS"),
+            (&[("HTTP_IDLE_TIMEOUT", "10ms")], "HTTP_IDLE_TIMEOUT"),
+            (&[("HTTP_REQUEST_TIMEOUT", "2h")], "HTTP_REQUEST_TIMEOUT"),
         ];
         for (vars, var) in cases {
             let err = config(vars).unwrap_err();
@@ -522,6 +597,9 @@ mod tests {
             "ZIPKIN_SHARED_RPC_SPAN",
             "DOWNSTREAM_URL",
             "DOWNSTREAM_TIMEOUT",
+            "HTTP_MAX_CONNECTIONS",
+            "HTTP_IDLE_TIMEOUT",
+            "HTTP_REQUEST_TIMEOUT",
             "RUST_LOG",
         ] {
             assert!(HELP.contains(&format!("\n  {var} ")), "{var} missing");

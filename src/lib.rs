@@ -4,10 +4,12 @@
 //! The request path, in reading order: [`config`] → [`server`] (workers, shutdown) →
 //! [`b3`] (trace context in and out) and [`trace`] (sampling, span ids, Jaeger spans) →
 //! [`handlers`] (and [`downstream`] for `/chain`) → [`reporter`] (spans to the Jaeger agent
-//! over UDP). [`metrics`] counts it all for `GET /metrics`.
+//! over UDP). [`connections`] bounds what clients can hold; [`metrics`] counts it all for
+//! `GET /metrics`.
 
 pub mod b3;
 pub mod config;
+pub mod connections;
 pub mod downstream;
 pub mod handlers;
 pub mod metrics;

@@ -1,4 +1,5 @@
 use myhelloworld::config::{Config, HELP};
+use myhelloworld::connections::{self, FDS_PER_CONNECTION, RESERVED_FDS};
 use myhelloworld::handlers::App;
 use myhelloworld::metrics::Metrics;
 use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
@@ -57,9 +58,33 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             return 1;
         }
     };
-    let addr = listener
-        .local_addr()
-        .map_or_else(|e| e.to_string(), |a| a.to_string());
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("cannot read the listening address: {e}");
+            return 1;
+        }
+    };
+    let conn_stats = Arc::new(connections::Stats::default());
+    let mut limits = config.connections;
+    // An accept that fails for want of descriptors ends tiny_http's accept loop: keep the
+    // connection limit within the descriptors we may open.
+    match connections::raise_fd_limit() {
+        Ok(fds) => {
+            let fit = fds.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION;
+            if (limits.max_connections as u64) > fit {
+                log::warn!(
+                    "HTTP_MAX_CONNECTIONS={} needs more than the {fds} open files allowed: using {fit}",
+                    limits.max_connections
+                );
+                limits.max_connections = fit.max(1) as usize;
+            }
+        }
+        Err(e) => log::warn!("cannot read the open files limit: {e}"),
+    }
+    if let Err(e) = connections::spawn(local, limits, conn_stats.clone()) {
+        log::warn!("connection limits and timeouts are off: cannot list connections: {e}");
+    }
 
     let stats = Arc::new(Stats::default());
     let (spans, reporter) = if config.disabled {
@@ -95,6 +120,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             .map(|url| (url, config.downstream_timeout)),
         metrics: Metrics::default(),
         span_stats: stats,
+        conn_stats,
     };
     let http = match tiny_http::Server::from_listener(listener, None) {
         Ok(h) => h,
@@ -113,9 +139,10 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         log::info!("tracing disabled (JAEGER_DISABLED): B3 headers are read, no span is recorded");
     }
     log::info!(
-        "myhelloworld {} listening on http://{addr} with {} workers; service {:?}, spans to {}:{} every {:?}",
+        "myhelloworld {} listening on http://{local} with {} workers, at most {} connections; service {:?}, spans to {}:{} every {:?}",
         env!("CARGO_PKG_VERSION"),
         config.workers,
+        limits.max_connections,
         config.service_name,
         config.agent_host,
         config.agent_port,

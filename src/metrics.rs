@@ -2,6 +2,7 @@
 //! Recording is a few relaxed atomic additions per request, in fixed arrays (no lock, no
 //! allocation); only rendering allocates.
 
+use crate::connections::{self, Reason};
 use crate::handlers::Route;
 use crate::reporter::Stats;
 use std::fmt::Write;
@@ -51,9 +52,10 @@ impl Metrics {
     }
 
     /// The exposition text: these metrics and the span reporter's.
-    pub fn render(&self, spans: &Stats) -> String {
+    pub fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
         let mut out = String::with_capacity(4096);
         let _ = self.write(&mut out, spans);
+        let _ = write_connections(&mut out, conns);
         out
     }
 
@@ -177,6 +179,24 @@ impl Metrics {
     }
 }
 
+fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::Result {
+    writeln!(
+        out,
+        "# HELP myhelloworld_http_connections Open client connections at the watchdog's last look.\n# TYPE myhelloworld_http_connections gauge\nmyhelloworld_http_connections {}",
+        conns.open.load(Relaxed)
+    )?;
+    out.push_str("# HELP myhelloworld_http_connections_closed_total Client connections the watchdog closed, by reason.\n# TYPE myhelloworld_http_connections_closed_total counter\n");
+    for (reason, counter) in Reason::ALL.iter().zip(&conns.closed) {
+        writeln!(
+            out,
+            "myhelloworld_http_connections_closed_total{{reason=\"{}\"}} {}",
+            reason.label(),
+            counter.load(Relaxed)
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +218,10 @@ mod tests {
         stats.dropped_queue_full.store(2, Relaxed);
         stats.sent.store(6, Relaxed);
         stats.dropped_send_error.store(1, Relaxed);
-        let text = m.render(&stats);
+        let conns = connections::Stats::default();
+        conns.open.store(3, Relaxed);
+        conns.closed[Reason::RequestTimeout as usize].store(4, Relaxed);
+        let text = m.render(&stats, &conns);
         let cases: &[(&str, f64)] = &[
             (
                 "myhelloworld_http_requests_total{route=\"/gettime\",status=\"200\"}",
@@ -243,6 +266,15 @@ mod tests {
                 1.0,
             ),
             ("myhelloworld_reporter_queue_length", 0.0),
+            ("myhelloworld_http_connections", 3.0),
+            (
+                "myhelloworld_http_connections_closed_total{reason=\"request_timeout\"}",
+                4.0,
+            ),
+            (
+                "myhelloworld_http_connections_closed_total{reason=\"idle\"}",
+                0.0,
+            ),
         ];
         for (series, want) in cases {
             let got = value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
@@ -265,7 +297,7 @@ mod tests {
         let m = Metrics::default();
         m.observe(Route::Root, 99, Duration::ZERO);
         m.observe(Route::Root, 600, Duration::ZERO);
-        let text = m.render(&Stats::default());
+        let text = m.render(&Stats::default(), &connections::Stats::default());
         assert!(!text.contains("myhelloworld_http_requests_total{"));
         assert_eq!(
             value(

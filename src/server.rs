@@ -3,6 +3,7 @@
 //! graceful stop on SIGTERM/SIGINT.
 
 use crate::b3;
+use crate::connections;
 use crate::downstream::{self, Url};
 use crate::handlers::{App, Reply, Route, operation_name};
 use crate::metrics::Metrics;
@@ -23,6 +24,11 @@ use tiny_http::{Header, Method, Request, Response, StatusCode};
 /// Longest tag values we record: a span must fit in a UDP datagram whatever the client sent.
 const MAX_URL_TAG: usize = 2048;
 const MAX_SHORT_TAG: usize = 256;
+/// Envoy's defaults (`max_request_headers_kb`, `max_headers_count`): a request the sidecar
+/// would refuse is refused here too when it comes straight to us. tiny_http has read the
+/// head whole by then, so this bounds what we process, not what tiny_http buffers.
+const MAX_HEAD_BYTES: usize = 60 * 1024;
+const MAX_HEADERS: usize = 100;
 
 /// Why the server stopped.
 #[derive(Debug)]
@@ -41,6 +47,7 @@ pub struct Service {
     pub downstream: Option<(Url, Duration)>,
     pub metrics: Metrics,
     pub span_stats: Arc<Stats>,
+    pub conn_stats: Arc<connections::Stats>,
 }
 
 /// Headers Istio asks applications to copy onto outgoing calls, besides B3 (which we write
@@ -136,11 +143,19 @@ impl Service {
                 .to_owned()
                 .into(),
         };
-        if !route.traced() {
+        let too_large = head_too_large(
+            request.url(),
+            request
+                .headers()
+                .iter()
+                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        );
+        if too_large || !route.traced() {
             let reply = match (route, &method) {
+                _ if too_large => Reply::text(431, "431 request header fields too large\n"),
                 (Route::Metrics, Method::Get | Method::Head) => Reply {
                     content_type: "text/plain; version=0.0.4; charset=utf-8",
-                    ..Reply::text(200, self.metrics.render(&self.span_stats))
+                    ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))
                 },
                 _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
             };
@@ -307,6 +322,19 @@ fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan:
     );
 }
 
+/// Whether the request line's target and the headers go past Envoy's limits.
+fn head_too_large<'a>(target: &str, headers: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    let mut bytes = target.len();
+    for (count, (name, value)) in headers.enumerate() {
+        // "name: value\r\n"
+        bytes += name.len() + value.len() + 4;
+        if count >= MAX_HEADERS || bytes > MAX_HEAD_BYTES {
+            return true;
+        }
+    }
+    bytes > MAX_HEAD_BYTES
+}
+
 /// The path of a request target: the query is left out of logs (it may carry secrets).
 fn path_of(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
@@ -349,7 +377,61 @@ fn clip(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::clip;
+    use super::{MAX_HEAD_BYTES, MAX_HEADERS, clip, head_too_large};
+
+    #[test]
+    fn heads_past_envoys_limits_are_too_large() {
+        let filler = "v".repeat(1000);
+        let big = "v".repeat(64 * 1024);
+        let many = |n: usize| vec![("x-h", "v"); n];
+        type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, bool);
+        let cases: &[Case] = &[
+            ("small", "/gettime".into(), many(3), false),
+            (
+                "exactly the headers allowed",
+                "/".into(),
+                many(MAX_HEADERS),
+                false,
+            ),
+            (
+                "one header too many",
+                "/".into(),
+                many(MAX_HEADERS + 1),
+                true,
+            ),
+            (
+                "a long target",
+                "/".repeat(MAX_HEAD_BYTES + 1),
+                many(0),
+                true,
+            ),
+            (
+                "a 64 KiB value",
+                "/".into(),
+                vec![("x-big", big.as_str())],
+                true,
+            ),
+            (
+                "60 values of 1000 bytes",
+                "/".into(),
+                vec![("x", filler.as_str()); 60],
+                false,
+            ),
+            (
+                "62 values of 1000 bytes",
+                "/".into(),
+                vec![("x", filler.as_str()); 62],
+                true,
+            ),
+        ];
+        for (name, target, headers, want) in cases {
+            assert_eq!(
+                head_too_large(target, headers.iter().copied()),
+                *want,
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn clip_keeps_char_boundaries() {

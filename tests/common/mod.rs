@@ -69,6 +69,18 @@ impl Service {
         http_request(self.addr, method, target, headers)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One sample of `GET /metrics`, e.g. `metric("myhelloworld_http_connections")`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.get("/metrics", &[])
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// Every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

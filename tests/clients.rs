@@ -1,0 +1,354 @@
+//! Hostile and careless HTTP clients against the real binary: malformed requests, idle
+//! keep-alive connections, heads sent a byte at a time, clients that never read. The server
+//! answers with the right 4xx or closes the connection, keeps serving everyone else, and
+//! bounds what such clients hold (connections.rs).
+
+mod common;
+
+use common::{Agent, Service};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// The statuses of the responses in `raw`, in order.
+fn statuses(raw: &[u8]) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]);
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        out.push(status.expect("status line"));
+        let length: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse().expect("content-length"));
+        rest = &rest[(end + 4 + length).min(rest.len())..];
+    }
+    out
+}
+
+/// Everything the server sends until it closes the connection (bounded by the read timeout).
+fn until_closed(stream: &mut TcpStream, name: &str) -> Vec<u8> {
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => raw,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => raw,
+        Err(e) => panic!(
+            "{name}: not closed: {e} after {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+    }
+}
+
+/// Whether the server has closed `stream`, without waiting.
+fn closed(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0; 1];
+    let gone = match (&*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    gone
+}
+
+/// One keep-alive request on `stream`; its status.
+fn keep_alive_get(stream: &mut TcpStream, target: &str) -> u16 {
+    stream
+        .write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut raw = Vec::new();
+    let mut buf = [0; 1024];
+    loop {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before the response");
+        raw.extend_from_slice(&buf[..n]);
+        // Our responses are small; the whole one is there once the head and body are.
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .split("content-length:")
+                .nth(1)
+                .and_then(|v| v.lines().next()?.trim().parse().ok())
+                .expect("content-length");
+            if raw.len() >= end + 4 + length {
+                return statuses(&raw)[0];
+            }
+        }
+    }
+}
+
+fn vm_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect(field)
+}
+
+/// Fails if tiny_http or our code stops answering, panics, or answers a malformed request
+/// with a success.
+#[test]
+fn malformed_requests_get_a_4xx_or_a_close_and_the_server_keeps_serving() {
+    let agent = Agent::new();
+    // tiny_http never answers an HTTP/2.0 request line (see README): the request timeout
+    // closes it.
+    let service = Service::start(agent.port(), &[("HTTP_REQUEST_TIMEOUT", "2s")]);
+    let big = "v".repeat(64 * 1024);
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let long_target = "a".repeat(100_000);
+    let get = |extra: &str| format!("GET /gettime HTTP/1.1\r\nHost: t\r\n{extra}\r\n");
+    let cases: Vec<(&str, Vec<u8>, &[u16])> =
+        vec![
+        ("garbage request line", b"GARBAGE\r\n\r\n".to_vec(), &[400]),
+        ("unknown HTTP version", b"GET / HTTP/9.9\r\n\r\n".to_vec(), &[400]),
+        ("header line without a colon", get("nocolon\r\n").into(), &[400]),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            &[],
+        ),
+        (
+            "a 64 KiB header value",
+            get(&format!("X-Big: {big}\r\nConnection: close\r\n")).into(),
+            &[431],
+        ),
+        (
+            "101 headers",
+            get(&format!("{many}Connection: close\r\n")).into(),
+            &[431],
+        ),
+        (
+            "a 100 kB target",
+            format!("GET /{long_target} HTTP/1.1\r\nConnection: close\r\n\r\n").into(),
+            &[431],
+        ),
+        (
+            "invalid UTF-8 in b3",
+            b"GET /gettime HTTP/1.1\r\nb3: \xff\xfe-\xc3\x28-1\r\n\r\n".to_vec(),
+            &[],
+        ),
+        (
+            "invalid UTF-8 in X-B3-TraceId",
+            b"GET /gettime HTTP/1.1\r\nX-B3-TraceId: \xe9\xe9\r\n\r\n".to_vec(),
+            &[],
+        ),
+        (
+            "a body on GET, then the next request",
+            format!(
+                "{}helloGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                get("Content-Length: 5\r\n")
+            )
+            .into(),
+            &[200, 200],
+        ),
+        (
+            "pipelined requests, answered in order",
+            format!(
+                "{}GET /nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                get("")
+            )
+            .into(),
+            &[200, 404, 200],
+        ),
+    ];
+    for (name, raw, want) in &cases {
+        let mut stream = connect(service.addr);
+        stream.write_all(raw).expect(name);
+        let got = statuses(&until_closed(&mut stream, name));
+        assert_eq!(&got, want, "{name}");
+        assert_eq!(service.get("/gettime", &[]).status, 200, "after {name}");
+    }
+    let rejected = r#"myhelloworld_http_requests_total{route="/gettime",status="431"}"#;
+    assert_eq!(service.metric(rejected), Some(2.0));
+    let logs = service.logs();
+    assert!(!logs.iter().any(|l| l.contains("panicked")), "{logs:#?}");
+}
+
+/// Fails if the connection limit is not enforced, or enforced on the wrong connections (a
+/// client just answered, or a new one).
+#[test]
+fn past_the_connection_limit_the_longest_unanswered_are_closed() {
+    let agent = Agent::new();
+    let service = Service::start(agent.port(), &[("HTTP_MAX_CONNECTIONS", "100")]);
+    let pid = service.pid();
+    let (rss_before, threads_before) = (vm_status(pid, "VmRSS"), vm_status(pid, "Threads"));
+    let silent: Vec<TcpStream> = (0..200).map(|_| connect(service.addr)).collect();
+    std::thread::sleep(Duration::from_millis(50)); // the answered ones are answered later
+    // One at a time: a burst could meet tiny_http's pool race, and the watchdog would then
+    // close an answered connection to free a thread (see every_connection_of_a_burst_is_served).
+    let mut answered: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = connect(service.addr);
+            assert_eq!(keep_alive_get(&mut s, "/gettime"), 200);
+            s
+        })
+        .collect();
+    let (rss_full, threads_full) = (vm_status(pid, "VmRSS"), vm_status(pid, "Threads"));
+
+    let over = r#"myhelloworld_http_connections_closed_total{reason="over_limit"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service.metric(over).unwrap_or(0.0) < 150.0 {
+        assert!(Instant::now() < deadline, "limit not enforced within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let silent_closed = silent.iter().filter(|s| closed(s)).count();
+    assert!(
+        (150..=151).contains(&silent_closed),
+        "{silent_closed} silent connections closed"
+    );
+    for s in &mut answered {
+        assert_eq!(
+            keep_alive_get(s, "/gettime"),
+            200,
+            "an answered client was closed"
+        );
+    }
+    assert_eq!(service.get("/gettime", &[]).status, 200);
+    let open = service.metric("myhelloworld_http_connections").unwrap();
+    assert!(open <= 101.0, "{open} open");
+    eprintln!(
+        "RSS {rss_before} kB, threads {threads_before} idle; with 250 connections RSS {rss_full} kB, threads {threads_full}"
+    );
+}
+
+/// Fails if a slow head, an idle keep-alive connection or a client that never reads its
+/// responses holds its connection (and a thread) past its timeout, or if a connection in
+/// use is closed.
+#[test]
+fn slow_heads_and_idle_connections_are_closed_on_time_and_busy_ones_kept() {
+    let agent = Agent::new();
+    let service = Service::start(
+        agent.port(),
+        &[("HTTP_REQUEST_TIMEOUT", "1s"), ("HTTP_IDLE_TIMEOUT", "2s")],
+    );
+    let addr = service.addr;
+    // Connections made 50 ms apart: tiny_http's pool race (see the next test) needs two
+    // within microseconds, and would close one of these early to free a thread.
+    let stagger = || std::thread::sleep(Duration::from_millis(50));
+    // A head sent a byte every 100 ms, for up to 8 s: closed after about 1 s.
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            stagger();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                let start = Instant::now();
+                s.write_all(b"GET /gettime HTTP/1.1\r\nX-Slow: ").unwrap();
+                while start.elapsed() < Duration::from_secs(8) {
+                    if s.write_all(b"a").is_err() || closed(&s) {
+                        return start.elapsed();
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                panic!("a slow head was never cut off");
+            })
+        })
+        .collect();
+    stagger();
+    // Answered once, then idle: closed after about 2 s.
+    let idle = std::thread::spawn(move || {
+        let mut s = connect(addr);
+        assert_eq!(keep_alive_get(&mut s, "/gettime"), 200);
+        let answered = Instant::now();
+        while !closed(&s) {
+            assert!(answered.elapsed() < Duration::from_secs(8), "never closed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        answered.elapsed()
+    });
+    stagger();
+    // A request every 300 ms for 4 s on one connection: never closed.
+    let mut busy = connect(addr);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(keep_alive_get(&mut busy, "/gettime"), 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for t in slow {
+        let after = t.join().unwrap();
+        assert!(
+            after >= Duration::from_millis(900) && after <= Duration::from_secs(4),
+            "slow head closed after {after:?}"
+        );
+    }
+    let after = idle.join().unwrap();
+    assert!(
+        after >= Duration::from_millis(1900) && after <= Duration::from_secs(5),
+        "idle connection closed after {after:?}"
+    );
+    let closed_by = |reason: &str| {
+        service
+            .metric(&format!(
+                "myhelloworld_http_connections_closed_total{{reason=\"{reason}\"}}"
+            ))
+            .unwrap()
+    };
+    assert_eq!(closed_by("request_timeout"), 3.0);
+    assert_eq!(closed_by("free_thread"), 0.0);
+    assert!(closed_by("idle") >= 1.0);
+}
+
+/// tiny_http 0.12 queues a connection accepted while a pool thread is waking up for a
+/// thread already taken; without the watchdog a few of every burst wait until another
+/// connection ends. Fails if any request of a burst goes unanswered.
+#[test]
+fn every_connection_of_a_burst_is_served() {
+    let agent = Agent::new();
+    let service = Service::start(agent.port(), &[]);
+    for round in 0..3 {
+        let mut burst: Vec<TcpStream> = (0..50).map(|_| connect(service.addr)).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, s) in burst.iter_mut().enumerate() {
+            assert_eq!(
+                keep_alive_get(s, "/gettime"),
+                200,
+                "round {round}, client {i}"
+            );
+        }
+        drop(burst);
+        // Pool threads whose connection ended wait for new ones: the race's condition.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let freed = r#"myhelloworld_http_connections_closed_total{reason="free_thread"}"#;
+    eprintln!(
+        "connections closed to free a thread: {}",
+        service.metric(freed).unwrap()
+    );
+}
+
+/// Fails if a client that pipelines requests and never reads the answers can hold the
+/// (only) worker, blocked writing, for longer than the request timeout.
+#[test]
+fn a_client_that_never_reads_cannot_hold_the_worker() {
+    let agent = Agent::new();
+    let service = Service::start(
+        agent.port(),
+        &[("WORKERS", "1"), ("HTTP_REQUEST_TIMEOUT", "1s")],
+    );
+    // 5 000 pipelined /metrics (about 3 kB each): far more answer than the socket buffers
+    // hold, so the worker blocks writing once they are full.
+    let mut reader_less = connect(service.addr);
+    reader_less
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let requests = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(5000);
+    reader_less.write_all(&requests).expect("write");
+    // The request timeout, the watchdog's tick, and a margin. Without the watchdog the worker
+    // stays blocked for good and the request below is never answered.
+    std::thread::sleep(Duration::from_millis(2500));
+    let start = Instant::now();
+    assert_eq!(service.get("/gettime", &[]).status, 200);
+    let waited = start.elapsed();
+    let timed_out = r#"myhelloworld_http_connections_closed_total{reason="request_timeout"}"#;
+    assert_eq!(service.metric(timed_out), Some(1.0));
+    eprintln!("a new client then waited {waited:?}");
+}
