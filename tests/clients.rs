@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Agent, Service};
+use common::{Agent, KeepAlive, Outcome, Service};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -58,41 +58,6 @@ fn closed(stream: &TcpStream) -> bool {
     };
     stream.set_nonblocking(false).unwrap();
     gone
-}
-
-/// One keep-alive request on `stream`; its status.
-fn keep_alive_get(stream: &mut TcpStream, target: &str) -> u16 {
-    stream
-        .write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-        .expect("write");
-    let mut raw = Vec::new();
-    let mut buf = [0; 1024];
-    loop {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "closed before the response");
-        raw.extend_from_slice(&buf[..n]);
-        // Our responses are small; the whole one is there once the head and body are.
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .split("content-length:")
-                .nth(1)
-                .and_then(|v| v.lines().next()?.trim().parse().ok())
-                .expect("content-length");
-            if raw.len() >= end + 4 + length {
-                return statuses(&raw)[0];
-            }
-        }
-    }
-}
-
-fn vm_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect(field)
 }
 
 /// Fails if tiny_http or our code stops answering, panics, or answers a malformed request
@@ -180,20 +145,20 @@ fn malformed_requests_get_a_4xx_or_a_close_and_the_server_keeps_serving() {
 fn past_the_connection_limit_the_longest_unanswered_are_closed() {
     let agent = Agent::new();
     let service = Service::start(agent.port(), &[("HTTP_MAX_CONNECTIONS", "100")]);
-    let pid = service.pid();
-    let (rss_before, threads_before) = (vm_status(pid, "VmRSS"), vm_status(pid, "Threads"));
+    let (rss_before, threads_before) =
+        (service.proc_status("VmRSS"), service.proc_status("Threads"));
     let silent: Vec<TcpStream> = (0..200).map(|_| connect(service.addr)).collect();
     std::thread::sleep(Duration::from_millis(50)); // the answered ones are answered later
     // One at a time: a burst could meet tiny_http's pool race, and the watchdog would then
     // close an answered connection to free a thread (see every_connection_of_a_burst_is_served).
-    let mut answered: Vec<TcpStream> = (0..50)
+    let mut answered: Vec<KeepAlive> = (0..50)
         .map(|_| {
-            let mut s = connect(service.addr);
-            assert_eq!(keep_alive_get(&mut s, "/gettime"), 200);
-            s
+            let mut c = KeepAlive::connect(service.addr).expect("connect");
+            assert_eq!(c.status("/gettime"), 200);
+            c
         })
         .collect();
-    let (rss_full, threads_full) = (vm_status(pid, "VmRSS"), vm_status(pid, "Threads"));
+    let (rss_full, threads_full) = (service.proc_status("VmRSS"), service.proc_status("Threads"));
 
     let over = r#"myhelloworld_http_connections_closed_total{reason="over_limit"}"#;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,12 +171,8 @@ fn past_the_connection_limit_the_longest_unanswered_are_closed() {
         (150..=151).contains(&silent_closed),
         "{silent_closed} silent connections closed"
     );
-    for s in &mut answered {
-        assert_eq!(
-            keep_alive_get(s, "/gettime"),
-            200,
-            "an answered client was closed"
-        );
+    for c in &mut answered {
+        assert_eq!(c.status("/gettime"), 200, "an answered client was closed");
     }
     assert_eq!(service.get("/gettime", &[]).status, 200);
     let open = service.metric("myhelloworld_http_connections").unwrap();
@@ -256,10 +217,10 @@ fn slow_heads_and_idle_connections_are_closed_on_time_and_busy_ones_kept() {
     stagger();
     // Answered once, then idle: closed after about 2 s.
     let idle = std::thread::spawn(move || {
-        let mut s = connect(addr);
-        assert_eq!(keep_alive_get(&mut s, "/gettime"), 200);
+        let mut c = KeepAlive::connect(addr).expect("connect");
+        assert_eq!(c.status("/gettime"), 200);
         let answered = Instant::now();
-        while !closed(&s) {
+        while !closed(c.stream()) {
             assert!(answered.elapsed() < Duration::from_secs(8), "never closed");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -267,10 +228,10 @@ fn slow_heads_and_idle_connections_are_closed_on_time_and_busy_ones_kept() {
     });
     stagger();
     // A request every 300 ms for 4 s on one connection: never closed.
-    let mut busy = connect(addr);
+    let mut busy = KeepAlive::connect(addr).expect("connect");
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
-        assert_eq!(keep_alive_get(&mut busy, "/gettime"), 200);
+        assert_eq!(busy.status("/gettime"), 200);
         std::thread::sleep(Duration::from_millis(300));
     }
     for t in slow {
@@ -305,14 +266,20 @@ fn every_connection_of_a_burst_is_served() {
     let agent = Agent::new();
     let service = Service::start(agent.port(), &[]);
     for round in 0..3 {
-        let mut burst: Vec<TcpStream> = (0..50).map(|_| connect(service.addr)).collect();
+        let mut burst: Vec<KeepAlive> = (0..50)
+            .map(|_| KeepAlive::connect(service.addr).expect("connect"))
+            .collect();
         std::thread::sleep(Duration::from_millis(100));
-        for (i, s) in burst.iter_mut().enumerate() {
-            assert_eq!(
-                keep_alive_get(s, "/gettime"),
-                200,
-                "round {round}, client {i}"
-            );
+        // Keep-alive, so that no pool thread comes free; all at once, so that every
+        // unclaimed connection shows at the same look.
+        for c in &mut burst {
+            c.send("/gettime", "").expect("write");
+        }
+        for (i, c) in burst.iter_mut().enumerate() {
+            match c.response() {
+                Outcome::Complete { status: 200, .. } => {}
+                other => panic!("round {round}, client {i}: {other:?}"),
+            }
         }
         drop(burst);
         // Pool threads whose connection ended wait for new ones: the race's condition.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Agent, Service, TagValue, shutdown_counters};
+use common::{Agent, Service, TagValue, expect_sample, shutdown_counters};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -493,13 +493,7 @@ fn metrics_count_requests_and_spans_and_are_not_traced() {
         metrics.header("Content-Type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    let value = |series: &str| -> f64 {
-        metrics
-            .body
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing in\n{}", metrics.body))
-    };
+    let value = |series: &str| -> f64 { expect_sample(&metrics.body, series) };
     assert_eq!(
         value("myhelloworld_http_requests_total{route=\"/gettime\",status=\"200\"}"),
         4.0

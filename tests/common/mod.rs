@@ -1,13 +1,16 @@
 //! Test harness: the real binary on an ephemeral loopback port, a UDP socket standing in for
-//! the Jaeger agent, a minimal HTTP/1.1 client, and a decoder of the agent's datagrams built
-//! on thrift_codec's generic compact decoder (field ids from jaeger.thrift / agent.thrift).
+//! the Jaeger agent, minimal HTTP/1.1 clients (one request per connection, or keep-alive), a
+//! parser of the Prometheus text, and a decoder of the agent's datagrams built on
+//! thrift_codec's generic compact decoder (field ids from jaeger.thrift / agent.thrift).
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use thrift_codec::CompactDecode;
 use thrift_codec::data::{Data, Elements, Struct};
@@ -75,10 +78,18 @@ impl Service {
 
     /// One sample of `GET /metrics`, e.g. `metric("myhelloworld_http_connections")`.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        self.get("/metrics", &[])
-            .body
+        sample(&self.get("/metrics", &[]).body, series)
+    }
+
+    /// A number of the process's /proc/<pid>/status: `VmRSS` and `VmHWM` (KiB), `Threads`.
+    pub fn proc_status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        status
             .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{key} missing in {status}"))
     }
 
     /// Every stderr line so far.
@@ -125,6 +136,18 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of one sample line of Prometheus text: `series` (the name and its labels, as
+/// the service writes them), one space, the value. None if missing or not a `T`.
+pub fn sample<T: FromStr>(text: &str, series: &str) -> Option<T> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `sample`, which must be there.
+pub fn expect_sample<T: FromStr>(text: &str, series: &str) -> T {
+    sample(text, series).unwrap_or_else(|| panic!("{series} missing in\n{text}"))
 }
 
 /// The counters of the reporter's shutdown line
@@ -198,50 +221,235 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
     }
 }
 
-/// A UDP socket on loopback standing in for the Jaeger agent. Like the real agent it reads
-/// all the time (a thread), so datagrams do not pile up in the kernel's receive buffer.
-pub struct Agent {
-    port: u16,
-    datagrams: std::sync::mpsc::Receiver<Datagram>,
+/// What one request on a keep-alive connection gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A whole response: status line, headers, and exactly Content-Length bytes of body.
+    Complete { status: u16, body: Vec<u8> },
+    /// The connection ended (EOF or reset) before a single byte of the response.
+    Closed(String),
+    /// Some bytes of a response, then the end: a truncated response.
+    Truncated(String),
 }
 
+/// One keep-alive HTTP/1.1 connection, every read and write bounded by a timeout.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    /// Connects (within 5 s); each later read and write waits 10 s at the most.
+    pub fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(KeepAlive {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// The connection, e.g. to see whether the server closed it.
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// `GET target` with `headers` (raw header lines, each ending in CRLF) and its response.
+    pub fn get(&mut self, target: &str, headers: &str) -> Outcome {
+        match self.send(target, headers) {
+            Ok(()) => self.response(),
+            Err(e) => Outcome::Closed(format!("write: {e}")),
+        }
+    }
+
+    /// Sends `GET target` without waiting for the response.
+    pub fn send(&mut self, target: &str, headers: &str) -> std::io::Result<()> {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: test\r\n{headers}\r\n");
+        self.reader.get_mut().write_all(head.as_bytes())
+    }
+
+    /// The next response.
+    pub fn response(&mut self) -> Outcome {
+        let mut got = Vec::new();
+        let mut content_length: Option<usize> = None;
+        let mut status: Option<u16> = None;
+        // The head, line by line (bounded: at most 64 lines).
+        for _ in 0..64 {
+            let mut line = Vec::new();
+            let read = self.reader.read_until(b'\n', &mut line);
+            got.extend_from_slice(&line);
+            match read {
+                Ok(0) | Err(_) if got.is_empty() => {
+                    return Outcome::Closed(format!("{read:?} before the response"));
+                }
+                Ok(0) | Err(_) => return Outcome::Truncated(lossy(&got, &read)),
+                Ok(_) if !line.ends_with(b"\n") => {
+                    return Outcome::Truncated(lossy(&got, &read));
+                }
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            if status.is_none() {
+                status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+                if status.is_none() {
+                    return Outcome::Truncated(format!("bad status line {text:?}"));
+                }
+            } else if text.is_empty() {
+                let Some(len) = content_length else {
+                    return Outcome::Truncated(format!(
+                        "no Content-Length in {:?}",
+                        String::from_utf8_lossy(&got)
+                    ));
+                };
+                let mut body = vec![0u8; len];
+                return match self.reader.read_exact(&mut body) {
+                    Ok(()) => Outcome::Complete {
+                        status: status.unwrap_or_default(),
+                        body,
+                    },
+                    Err(e) => Outcome::Truncated(format!(
+                        "body of {len} bytes: {e} after {:?}",
+                        String::from_utf8_lossy(&got)
+                    )),
+                };
+            } else if let Some((name, value)) = text.split_once(':')
+                && name.trim().eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().ok();
+            }
+        }
+        Outcome::Truncated("more than 64 header lines".into())
+    }
+
+    /// The status of `GET target`; panics on anything but a complete response.
+    pub fn status(&mut self, target: &str) -> u16 {
+        match self.get(target, "") {
+            Outcome::Complete { status, .. } => status,
+            other => panic!("GET {target} on a keep-alive connection: {other:?}"),
+        }
+    }
+}
+
+fn lossy(got: &[u8], read: &std::io::Result<usize>) -> String {
+    format!("{read:?} after {:?}", String::from_utf8_lossy(got))
+}
+
+/// A UDP socket on loopback standing in for the Jaeger agent. Like the real agent it reads
+/// all the time (a thread), so datagrams do not pile up in the kernel's receive buffer; the
+/// thread only receives and hands the bytes over (the test decodes them), and the receive
+/// buffer is enlarged: under load the default one (about three 60 kB datagrams) overflows
+/// as soon as the reader falls a little behind.
+pub struct Agent {
+    port: u16,
+    datagrams: mpsc::Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// At most this many datagrams in one `collect`: with the deadline, bounds its loop.
+const MAX_DATAGRAMS: usize = 1 << 20;
+
 impl Agent {
+    /// An agent on a free port.
     pub fn new() -> Agent {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        Agent::on_port(0)
+    }
+
+    /// An agent on 127.0.0.1:`port` (0: any free port).
+    pub fn on_port(port: u16) -> Agent {
+        let socket = UdpSocket::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("binding the agent on 127.0.0.1:{port}: {e}"));
         let port = socket.local_addr().unwrap().port();
-        let (tx, datagrams) = std::sync::mpsc::channel();
+        let size: libc::c_int = 8 << 20; // the kernel caps it at net.core.rmem_max
+        // SAFETY: setsockopt reads one c_int from a valid pointer, on a socket we own.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+        // The thread looks at `stop` at least this often.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (tx, datagrams) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 70_000];
-            // Ends when the test drops the receiver (the next send fails).
-            while let Ok(n) = socket.recv(&mut buf) {
-                let datagram = Datagram {
-                    len: n,
-                    batch: decode_emit_batch(&buf[..n]),
-                };
-                if tx.send(datagram).is_err() {
-                    return;
+            // Ends when the agent is dropped (`stop`, or the next send fails).
+            while !stopped.load(Ordering::Relaxed) {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => panic!("agent recv: {e}"),
                 }
             }
         });
-        Agent { port, datagrams }
+        Agent {
+            port,
+            datagrams,
+            stop,
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The next datagram, decoded, if one arrives by `deadline` (or is already there).
+    fn next(&self, deadline: Instant) -> Option<Datagram> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let bytes = self.datagrams.recv_timeout(left).ok()?;
+        Some(Datagram {
+            len: bytes.len(),
+            batch: decode_emit_batch(&bytes),
+        })
+    }
+
     /// Datagrams received until `spans` spans arrived or `timeout` passed.
     pub fn collect(&self, spans: usize, timeout: Duration) -> Vec<Datagram> {
         let deadline = Instant::now() + timeout;
         let mut out: Vec<Datagram> = Vec::new();
-        while out.iter().map(|d| d.batch.spans.len()).sum::<usize>() < spans {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.datagrams.recv_timeout(left) {
-                Ok(d) => out.push(d),
-                Err(_) => break,
+        for _ in 0..MAX_DATAGRAMS {
+            if out.iter().map(|d| d.batch.spans.len()).sum::<usize>() >= spans {
+                break;
+            }
+            match self.next(deadline) {
+                Some(d) => out.push(d),
+                None => break,
             }
         }
         out
+    }
+
+    /// Adds the spans that arrive to `out` until `done(out)` or `timeout` passed. Every
+    /// datagram must fit the agent's packet size.
+    pub fn collect_until(
+        &self,
+        out: &mut Vec<Span>,
+        timeout: Duration,
+        done: impl Fn(&[Span]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..MAX_DATAGRAMS {
+            if done(out) {
+                return;
+            }
+            let Some(d) = self.next(deadline) else {
+                return;
+            };
+            assert!(d.len <= 65_000, "datagram of {} bytes", d.len);
+            out.extend(d.batch.spans);
+        }
     }
 
     /// The spans of `collect(spans, timeout)`.
@@ -255,6 +463,12 @@ impl Agent {
     /// All spans that arrive within `timeout` (for "nothing arrives" checks, wait it out).
     pub fn spans_within(&self, timeout: Duration) -> Vec<Span> {
         self.spans(usize::MAX, timeout)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
