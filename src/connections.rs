@@ -30,9 +30,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// Data unread this long on a connection nothing ever read from: no thread has it.
 const UNCLAIMED_AFTER: Duration = Duration::from_millis(100);
 /// Descriptors a connection costs: tiny_http clones the stream for reading and writing.
-pub const FDS_PER_CONNECTION: u64 = 2;
+const FDS_PER_CONNECTION: u64 = 2;
 /// Descriptors kept for everything else (listener, span socket, /chain calls, the scan).
-pub const RESERVED_FDS: u64 = 64;
+const RESERVED_FDS: u64 = 64;
 /// `tcpi_state` values (linux/include/net/tcp_states.h; not in the libc crate for Linux).
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSE_WAIT: u8 = 8;
@@ -149,9 +149,33 @@ pub struct Stats {
     pub closed: [AtomicU64; Reason::ALL.len()],
 }
 
+/// Starts the watchdog over the connections accepted on `listening`, with the connection
+/// limit lowered if the open-files limit cannot hold it; returns the limits in force. An
+/// accept that fails for want of descriptors would end tiny_http's accept loop. Without
+/// /proc the descriptors cannot be listed: a warning, and no watchdog.
+pub fn start(listening: SocketAddr, mut limits: Limits, stats: Arc<Stats>) -> Limits {
+    match raise_fd_limit() {
+        Ok(fds) => {
+            let fit = fds.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION;
+            if (limits.max_connections as u64) > fit {
+                log::warn!(
+                    "HTTP_MAX_CONNECTIONS={} needs more than the {fds} open files allowed: using {fit}",
+                    limits.max_connections
+                );
+                limits.max_connections = fit.max(1) as usize;
+            }
+        }
+        Err(e) => log::warn!("cannot read the open files limit: {e}"),
+    }
+    if let Err(e) = spawn(listening, limits, stats) {
+        log::warn!("connection limits and timeouts are off: cannot list connections: {e}");
+    }
+    limits
+}
+
 /// Raises the soft limit on open files to the hard one (as Go's runtime does), and returns
 /// the soft limit now in force.
-pub fn raise_fd_limit() -> io::Result<u64> {
+fn raise_fd_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -173,9 +197,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// Starts the watchdog over the connections accepted on `listening`. Fails if the process's
-/// descriptors cannot be listed (no /proc); the caller serves on without limits.
-pub fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
+fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
     scan(listening)?;
     std::thread::Builder::new()
         .name("connections".into())

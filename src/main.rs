@@ -1,5 +1,5 @@
 use myhelloworld::config::{Config, HELP};
-use myhelloworld::connections::{self, FDS_PER_CONNECTION, RESERVED_FDS};
+use myhelloworld::connections;
 use myhelloworld::handlers::App;
 use myhelloworld::metrics::Metrics;
 use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
@@ -66,25 +66,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         }
     };
     let conn_stats = Arc::new(connections::Stats::default());
-    let mut limits = config.connections;
-    // An accept that fails for want of descriptors ends tiny_http's accept loop: keep the
-    // connection limit within the descriptors we may open.
-    match connections::raise_fd_limit() {
-        Ok(fds) => {
-            let fit = fds.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION;
-            if (limits.max_connections as u64) > fit {
-                log::warn!(
-                    "HTTP_MAX_CONNECTIONS={} needs more than the {fds} open files allowed: using {fit}",
-                    limits.max_connections
-                );
-                limits.max_connections = fit.max(1) as usize;
-            }
-        }
-        Err(e) => log::warn!("cannot read the open files limit: {e}"),
-    }
-    if let Err(e) = connections::spawn(local, limits, conn_stats.clone()) {
-        log::warn!("connection limits and timeouts are off: cannot list connections: {e}");
-    }
+    let limits = connections::start(local, config.connections, conn_stats.clone());
 
     let stats = Arc::new(Stats::default());
     let (spans, reporter) = if config.disabled {

@@ -51,7 +51,7 @@ impl Metrics {
         self.count[r].fetch_add(1, Relaxed);
     }
 
-    /// The exposition text: these metrics and the span reporter's.
+    /// The exposition text: these metrics, the span reporter's and the connection watchdog's.
     pub fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
         let mut out = String::with_capacity(4096);
         let _ = self.write(&mut out, spans);
