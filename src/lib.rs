@@ -12,6 +12,7 @@ pub mod config;
 pub mod connections;
 pub mod downstream;
 pub mod handlers;
+pub mod jaeger_thrift;
 pub mod metrics;
 pub mod reporter;
 pub mod server;

@@ -105,7 +105,7 @@ impl Metrics {
             )?;
         }
         let s = spans;
-        let counters: [(&str, &str, &str, u64); 9] = [
+        let counters: [(&str, &str, &str, u64); 10] = [
             (
                 "myhelloworld_spans_finished_total",
                 "Sampled spans that ended: sent, dropped, or waiting in the reporter.",
@@ -143,16 +143,22 @@ impl Metrics {
                 s.dropped_too_large.load(Relaxed),
             ),
             (
+                "myhelloworld_spans_refused_total",
+                "Spans counted as sent whose datagram the agent's host refused (ICMP unreachable, seen at the next send).",
+                "",
+                s.refused.load(Relaxed),
+            ),
+            (
                 "myhelloworld_reporter_datagrams_total",
                 "emitBatch datagrams sent to the Jaeger agent.",
                 "",
                 s.datagrams.load(Relaxed),
             ),
             (
-                "myhelloworld_reporter_bytes_upper_bound_total",
-                "Upper bound of the bytes of those datagrams.",
+                "myhelloworld_reporter_bytes_total",
+                "Bytes of those datagrams.",
                 "",
-                s.bytes_bound.load(Relaxed),
+                s.bytes.load(Relaxed),
             ),
             (
                 "myhelloworld_reporter_send_errors_total",

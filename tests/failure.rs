@@ -54,6 +54,10 @@ fn span_metrics(service: &Service) -> HashMap<String, u64> {
             expect_sample(text, "myhelloworld_reporter_send_errors_total"),
         ),
         (
+            "refused".to_owned(),
+            expect_sample(text, "myhelloworld_spans_refused_total"),
+        ),
+        (
             "queue_length".to_owned(),
             expect_sample(text, "myhelloworld_reporter_queue_length"),
         ),
@@ -123,15 +127,15 @@ fn agent_gone_then_back_spans_flow_again() {
         std::thread::sleep(Duration::from_millis(20));
     };
     eprintln!(
-        "agent gone: {N} spans, sent (kernel accepted, nobody listening)={} send_error={} send_errors={}",
-        gone["sent"], gone["send_error"], gone["send_errors"]
+        "agent gone: {N} spans, sent={} refused so far={} send_error={} send_errors={}",
+        gone["sent"], gone["refused"], gone["send_error"], gone["send_errors"]
     );
-    // The reporter sends from an unconnected UDP socket (send_to): Linux does not report the
-    // ICMP port unreachable to such a socket, so these spans count as "sent" although no one
-    // received them. A reporter on a connected socket would count (most of) them as
-    // send_error. Either way, each is in exactly one counter.
+    // The reporter's socket is connected to the agent, so Linux reports each datagram's ICMP
+    // port unreachable to it, and the next send finds the error: those spans are sent, then
+    // counted refused (the last datagram's refusal is seen once the agent is back).
     assert_eq!(gone["sent"] + gone["send_error"], N, "{gone:?}");
     assert_eq!(gone["finished"], N, "{gone:?}");
+    assert!(gone["refused"] > 0, "no refusal seen: {gone:?}");
 
     // The agent is back, on the same port.
     let agent = Agent::on_port(port);
@@ -176,6 +180,12 @@ fn agent_gone_then_back_spans_flow_again() {
     let ids: HashSet<u64> = received.iter().map(|s| s.trace_id_low).collect();
     assert_eq!(ids, (1..=M).collect(), "each span of the back phase, once");
     assert_eq!(c["send_error"], gone["send_error"], "{c:?}");
+    // Every span of the gone phase is counted refused or not sent; none of the back phase.
+    assert_eq!(c["refused"] + c["send_error"], N, "{c:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("were refused")),
+        "no warning about the refusals"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -53,9 +53,18 @@ fn server_span_joins_the_incoming_trace_as_child_of_the_sidecar_span() {
         batch.process_tags["pod"],
         TagValue::Str("frontend-abc".into())
     );
-    for key in ["hostname", "ip", "jaeger.version"] {
-        assert!(batch.process_tags.contains_key(key), "process tag {key}");
-    }
+    // As the Jaeger clients: the client's version, the host's name, and the IP the reporter
+    // sends from (loopback here, the pod's IP in a cluster).
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        batch.process_tags["hostname"],
+        TagValue::Str(hostname.trim_end().into())
+    );
+    assert_eq!(batch.process_tags["ip"], TagValue::Str("127.0.0.1".into()));
+    assert_eq!(
+        batch.process_tags["jaeger.version"],
+        TagValue::Str(format!("myhelloworld-{}", env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(batch.spans.len(), 1);
     let span = &batch.spans[0];
     assert_eq!(
@@ -381,6 +390,12 @@ fn datagrams_never_exceed_the_agents_packet_size() {
     for d in &datagrams {
         assert!(d.len <= 65_000, "datagram of {} bytes", d.len);
     }
+    // Sized exactly, datagrams are full: a ~2.1 KB span more would not have fitted.
+    let sizes: Vec<usize> = datagrams.iter().map(|d| d.len).collect();
+    assert!(
+        sizes.iter().filter(|&&len| len < 62_000).count() <= 1,
+        "datagrams not filled: {sizes:?}"
+    );
     let spans: usize = datagrams.iter().map(|d| d.batch.spans.len()).sum();
     assert_eq!(spans, N);
 }
@@ -481,11 +496,8 @@ fn metrics_count_requests_and_spans_and_are_not_traced() {
     }
     assert_eq!(service.get("/nope", &[]).status, 404);
     assert_eq!(service.get("/gettime", &b3_multi("0")).status, 200);
-    let received: usize = agent
-        .collect(4, WAIT)
-        .iter()
-        .map(|d| d.batch.spans.len())
-        .sum();
+    let datagrams = agent.collect(4, WAIT);
+    let received: usize = datagrams.iter().map(|d| d.batch.spans.len()).sum();
     assert_eq!(received, 4);
     let metrics = service.get("/metrics", &[]);
     assert_eq!(metrics.status, 200);
@@ -513,7 +525,12 @@ fn metrics_count_requests_and_spans_and_are_not_traced() {
         value("myhelloworld_spans_dropped_total{reason=\"queue_full\"}"),
         0.0
     );
-    assert!(value("myhelloworld_reporter_datagrams_total") >= 1.0);
+    assert_eq!(
+        value("myhelloworld_reporter_datagrams_total"),
+        datagrams.len() as f64
+    );
+    let bytes: usize = datagrams.iter().map(|d| d.len).sum();
+    assert_eq!(value("myhelloworld_reporter_bytes_total"), bytes as f64);
     // The scrape itself is counted afterwards and never traced.
     assert!(agent.spans_within(QUIET).is_empty());
     let again = service.get("/metrics", &[]);
