@@ -68,11 +68,10 @@ impl Route {
     }
 }
 
-/// The span's operation name: `GET /gettime`, low cardinality. Unknown paths are named by
-/// the method alone and non-standard methods are `_OTHER` (OpenTelemetry's HTTP span naming),
-/// so a client cannot mint names. GET and HEAD, the common case, allocate nothing.
-pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
-    let method = match method {
+/// The name of a standard method, as a static string (tags and span names need no copy);
+/// `None` for a non-standard one.
+pub fn standard_method(method: &Method) -> Option<&'static str> {
+    Some(match method {
         Method::Get => "GET",
         Method::Head => "HEAD",
         Method::Post => "POST",
@@ -82,8 +81,15 @@ pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
         Method::Options => "OPTIONS",
         Method::Connect => "CONNECT",
         Method::Trace => "TRACE",
-        Method::NonStandard(_) => "_OTHER",
-    };
+        Method::NonStandard(_) => return None,
+    })
+}
+
+/// The span's operation name: `GET /gettime`, low cardinality. Unknown paths are named by
+/// the method alone and non-standard methods are `_OTHER` (OpenTelemetry's HTTP span naming),
+/// so a client cannot mint names. GET and HEAD, the common case, allocate nothing.
+pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
+    let method = standard_method(method).unwrap_or("_OTHER");
     match (method, route) {
         ("GET", Route::Root) => "GET /".into(),
         ("GET", Route::GetTime) => "GET /gettime".into(),

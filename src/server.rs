@@ -5,15 +5,15 @@
 use crate::b3;
 use crate::connections;
 use crate::downstream::{self, Url};
-use crate::handlers::{App, Reply, Route, operation_name};
+use crate::handlers::{App, Reply, Route, operation_name, standard_method};
 use crate::metrics::Metrics;
 use crate::reporter::Stats;
 use crate::signals::Signals;
 use crate::trace::{SpanPlan, Tracing};
 use rustracing::tag::Tag;
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::io::Cursor;
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -276,39 +276,48 @@ impl Service {
 }
 
 /// Server span tags (OpenTracing conventions, as jaeger-client-go's HTTP middleware and Envoy).
-fn server_tags(request: &Request) -> Vec<Tag> {
-    let mut tags = Vec::with_capacity(8);
-    tags.push(Tag::new("span.kind", "server"));
-    tags.push(Tag::new("component", "tiny_http"));
-    tags.push(Tag::new(
-        "http.method",
-        clip(request.method().as_str(), 32).to_owned(),
-    ));
-    tags.push(Tag::new(
-        "http.url",
-        clip(request.url(), MAX_URL_TAG).to_owned(),
-    ));
-    match request.remote_addr() {
-        Some(SocketAddr::V4(a)) => tags.push(Tag::new("peer.ipv4", a.ip().to_string())),
-        Some(SocketAddr::V6(a)) => tags.push(Tag::new("peer.ipv6", a.ip().to_string())),
-        None => {}
-    }
-    if let Some(addr) = request.remote_addr() {
-        tags.push(Tag::new("peer.port", i64::from(addr.port())));
-    }
+/// Static strings where they can be: only the URL, the peer's address and the request id are
+/// copied, once each.
+fn server_tags(request: &Request) -> impl Iterator<Item = Tag> + use<> {
+    let method: Cow<'static, str> = match standard_method(request.method()) {
+        Some(name) => name.into(),
+        None => clip(request.method().as_str(), 32).to_owned().into(),
+    };
+    let peer = request.remote_addr().map(|addr| {
+        // At most 39 bytes (IPv6): one allocation, no regrowth.
+        let mut ip = String::with_capacity(39);
+        let _ = write!(ip, "{}", addr.ip());
+        let key = if addr.is_ipv4() {
+            "peer.ipv4"
+        } else {
+            "peer.ipv6"
+        };
+        [
+            Tag::new(key, ip),
+            Tag::new("peer.port", i64::from(addr.port())),
+        ]
+    });
     // Envoy tags its spans the same way, so Jaeger's search finds the app's span and the
     // proxies' spans of one request together.
-    if let Some(id) = request
+    let request_id = request
         .headers()
         .iter()
         .find(|h| h.field.equiv("x-request-id"))
-    {
-        tags.push(Tag::new(
-            "guid:x-request-id",
-            clip(id.value.as_str(), MAX_SHORT_TAG).to_owned(),
-        ));
-    }
-    tags
+        .map(|id| {
+            Tag::new(
+                "guid:x-request-id",
+                clip(id.value.as_str(), MAX_SHORT_TAG).to_owned(),
+            )
+        });
+    [
+        Tag::new("span.kind", "server"),
+        Tag::new("component", "tiny_http"),
+        Tag::new("http.method", method),
+        Tag::new("http.url", clip(request.url(), MAX_URL_TAG).to_owned()),
+    ]
+    .into_iter()
+    .chain(peer.into_iter().flatten())
+    .chain(request_id)
 }
 
 fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan: &SpanPlan) {
