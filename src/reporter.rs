@@ -16,6 +16,7 @@
 use crate::jaeger_thrift;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rustracing_jaeger::span::FinishedSpan;
+use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -316,17 +317,29 @@ impl Reporter {
                 &slot.insert((socket, addr)).0
             }
         };
-        if let Ok(Some(e)) = socket.take_error() {
-            let n = std::mem::take(&mut self.last_sent);
-            self.stats.refused.fetch_add(n, Relaxed);
-            self.errors.warn(format_args!(
-                "the last {n} spans sent to Jaeger agent {addr} were refused ({e}): is it listening?"
-            ));
-        }
+        // An ICMP error for the last datagram is pending on the socket, or comes back as this
+        // send's own error (then this datagram was not sent either).
+        let pending = socket.take_error().ok().flatten();
         jaeger_thrift::datagram(&mut self.datagram, &self.head, self.count, &self.spans);
-        socket
-            .send(&self.datagram)
-            .map_err(|e| Unsent::Failed(e.to_string()))
+        let result = socket.send(&self.datagram);
+        let refusal = pending.as_ref().or(result.as_ref().err().filter(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            )
+        }));
+        if let Some(e) = refusal {
+            let n = std::mem::take(&mut self.last_sent);
+            if n > 0 {
+                self.stats.refused.fetch_add(n, Relaxed);
+                self.errors.warn(format_args!(
+                    "the last {n} spans sent to Jaeger agent {addr} were refused ({e}): is it listening?"
+                ));
+            }
+        }
+        result.map_err(|e| Unsent::Failed(e.to_string()))
     }
 }
 
