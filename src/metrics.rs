@@ -144,7 +144,7 @@ impl Metrics {
             ),
             (
                 "myhelloworld_spans_refused_total",
-                "Spans counted as sent whose datagram the agent's host refused (ICMP unreachable, seen at the next send).",
+                "Spans counted as sent whose datagram the agent's host refused (ICMP port unreachable, seen at the next send; a lower bound).",
                 "",
                 s.refused.load(Relaxed),
             ),

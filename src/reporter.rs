@@ -11,7 +11,9 @@
 //! The socket is connected to the agent, so that Linux reports an ICMP "port unreachable"
 //! (nothing listens on the agent's port) to us: it arrives after a datagram has left, and
 //! the next send finds it. Those spans stay `sent` (counters only grow) and are also counted
-//! `refused`.
+//! `refused`. A lower bound: the socket holds one pending error however many arrive between
+//! two sends, a remote host rate-limits its ICMP, and the last datagram before shutdown or
+//! before a new agent address is never checked.
 
 use crate::jaeger_thrift;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -40,8 +42,8 @@ pub struct Stats {
     pub datagrams: AtomicU64,
     pub bytes: AtomicU64,
     pub send_errors: AtomicU64,
-    /// Spans counted `sent` whose datagram the agent's host then refused (ICMP port or host
-    /// unreachable, noticed at the next send).
+    /// Spans counted `sent` whose datagram the agent's host then refused (ICMP port
+    /// unreachable, noticed at the next send): a lower bound, see the module comment.
     pub refused: AtomicU64,
     /// Reserved slots: spans in flight in a worker or waiting in the channel.
     pub reserved: AtomicUsize,
@@ -147,6 +149,7 @@ pub fn spawn(
         stats,
         settings,
         errors: RateLimitedLog::new(Duration::from_secs(10)),
+        refusals: RateLimitedLog::new(Duration::from_secs(10)),
     };
     std::thread::Builder::new()
         .name("span-reporter".into())
@@ -198,6 +201,8 @@ struct Reporter {
     capacity: usize,
     stats: Arc<Stats>,
     errors: RateLimitedLog,
+    /// Apart, so that a stream of refusals does not hide the other warnings.
+    refusals: RateLimitedLog,
 }
 
 impl Reporter {
@@ -289,6 +294,9 @@ impl Reporter {
                 ));
             }
             Err(Unsent::Failed(e)) => {
+                // A connected socket keeps the source address it got: connect afresh next
+                // time, in case the route or the local address changed.
+                self.socket = None;
                 self.stats.dropped_send_error.fetch_add(n, Relaxed);
                 self.stats.send_errors.fetch_add(1, Relaxed);
                 self.errors.warn(format_args!(
@@ -317,24 +325,21 @@ impl Reporter {
                 &slot.insert((socket, addr)).0
             }
         };
-        // An ICMP error for the last datagram is pending on the socket, or comes back as this
-        // send's own error (then this datagram was not sent either).
+        // An ICMP error for the last datagram is pending on the socket (Linux sets it for port
+        // unreachable), or comes back as this send's own error (then this datagram was not
+        // sent either).
         let pending = socket.take_error().ok().flatten();
         jaeger_thrift::datagram(&mut self.datagram, &self.head, self.count, &self.spans);
         let result = socket.send(&self.datagram);
-        let refusal = pending.as_ref().or(result.as_ref().err().filter(|e| {
-            matches!(
-                e.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::HostUnreachable
-                    | ErrorKind::NetworkUnreachable
-            )
-        }));
+        let refusal = pending.as_ref().or(result
+            .as_ref()
+            .err()
+            .filter(|e| e.kind() == ErrorKind::ConnectionRefused));
         if let Some(e) = refusal {
             let n = std::mem::take(&mut self.last_sent);
             if n > 0 {
                 self.stats.refused.fetch_add(n, Relaxed);
-                self.errors.warn(format_args!(
+                self.refusals.warn(format_args!(
                     "the last {n} spans sent to Jaeger agent {addr} were refused ({e}): is it listening?"
                 ));
             }

@@ -252,8 +252,8 @@ impl Tracing {
             return Span::inactive();
         };
         let mut options = tracer.span(operation).start_time(start_time);
-        // The parent must be marked sampled: rustracing_jaeger's thrift conversion drops
-        // references to unsampled contexts.
+        // The parent must be marked sampled: the Jaeger encoding (ours, as rustracing_jaeger's
+        // conversion) leaves out references to unsampled contexts.
         if let Some(parent) = plan
             .parent_id
             .and_then(|p| jaeger_context(plan.trace_id, p, flags))

@@ -240,9 +240,10 @@ fn drive(
 #[test]
 fn overload_keeps_memory_flat_and_counts_every_span() {
     // An "agent" that never reads: its receive buffer fills and the kernel drops the rest.
-    // That does not slow the reporter (send_to on loopback succeeds whatever the receiver's
-    // buffer holds): what overflows the queue is the reporter falling behind the workers on
-    // the CPU, which a queue of 16 slots (a few ms of spans) makes certain.
+    // That does not slow the reporter (a send on loopback succeeds whatever the receiver's
+    // buffer holds): what overflows the queue is the workers outrunning the reporter, which
+    // drains between 2 ms polls and shares the CPU with them; a queue of 16 slots (well
+    // under a poll's worth of spans) makes that certain.
     let deaf = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     let deaf_port = deaf.local_addr().unwrap().port();
     let service = Service::start(
