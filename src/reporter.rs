@@ -118,7 +118,7 @@ pub struct Settings {
 /// The process tag naming the client: the Jaeger clients write `<name>-<version>` here.
 const CLIENT_VERSION: &str = concat!("myhelloworld-", env!("CARGO_PKG_VERSION"));
 
-/// The longest `ip` tag value: an IPv6 address in text.
+/// The longest `ip` tag value: an IPv6 address in text, with an embedded IPv4 address.
 const MAX_IP_TEXT: usize = 45;
 
 /// Starts the reporter thread. It ends when every span sender is gone (the tracer dropped),
