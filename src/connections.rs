@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -147,6 +147,9 @@ pub struct Stats {
     pub open: AtomicU64,
     /// Connections closed, by `Reason` (in `Reason::ALL` order).
     pub closed: [AtomicU64; Reason::ALL.len()],
+    /// Requests never released to tiny_http (see `server`): each holds a thread and two
+    /// descriptors for the life of the process.
+    pub parked: AtomicU64,
 }
 
 /// Starts the watchdog over the connections accepted on `listening`, with the connection
@@ -213,7 +216,7 @@ fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result
     Ok(())
 }
 
-fn enforce(conns: &[(OwnedFd, Observed)], limits: &Limits, stats: &Stats) {
+fn enforce(conns: &[(Socket, Observed)], limits: &Limits, stats: &Stats) {
     let observed: Vec<Observed> = conns.iter().map(|(_, o)| *o).collect();
     let verdicts = verdicts(&observed, limits);
     stats
@@ -221,9 +224,7 @@ fn enforce(conns: &[(OwnedFd, Observed)], limits: &Limits, stats: &Stats) {
         .store((conns.len() - verdicts.len()) as u64, Relaxed);
     let mut closed = [0u64; Reason::ALL.len()];
     for &(i, reason) in &verdicts {
-        // SAFETY: shutdown on a descriptor we own; it ends the connection for every
-        // descriptor of the socket, tiny_http's included.
-        if unsafe { libc::shutdown(conns[i].0.as_raw_fd(), libc::SHUT_RDWR) } == 0 {
+        if conns[i].0.open().is_some_and(|fd| shutdown(&fd)) {
             closed[reason as usize] += 1;
         }
     }
@@ -243,37 +244,70 @@ fn enforce(conns: &[(OwnedFd, Observed)], limits: &Limits, stats: &Stats) {
     }
 }
 
-/// Our own duplicate of every connection accepted on `listening`, with what the kernel says
-/// about it.
-fn scan(listening: SocketAddr) -> io::Result<Vec<(OwnedFd, Observed)>> {
+/// One accepted socket: a descriptor number of tiny_http's and the socket's inode, so that a
+/// number closed and reused meanwhile is never taken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Socket {
+    fd: RawFd,
+    inode: u64,
+}
+
+impl Socket {
+    /// Our own duplicate of the descriptor, if it still is this socket.
+    fn open(self) -> Option<OwnedFd> {
+        dup(self.fd).filter(|d| inode(d.as_raw_fd()) == Some(self.inode))
+    }
+}
+
+fn dup(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on any number is safe; on success we own the result.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    // SAFETY: `dup` is a new descriptor that nothing else owns.
+    (dup >= 0).then(|| unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// Every socket accepted on `listening`, once each (tiny_http holds each connection through
+/// two descriptors), with our duplicate of it. Lazy, so that a caller that drops each
+/// duplicate holds one extra descriptor at a time, never one per connection.
+fn accepted(listening: SocketAddr) -> io::Result<impl Iterator<Item = (Socket, OwnedFd)>> {
     // Listed whole first, so that the duplicates made below are not listed too.
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
-    // tiny_http holds each connection through two descriptors: one look per socket.
     let mut seen = HashSet::with_capacity(fds.len());
-    let mut found = Vec::new();
-    for fd in fds {
-        // SAFETY: F_DUPFD_CLOEXEC on any number is safe; on success we own the result.
-        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-        if dup < 0 {
-            continue; // closed since the listing
-        }
-        // SAFETY: `dup` is a new descriptor that nothing else owns.
-        let dup = unsafe { OwnedFd::from_raw_fd(dup) };
-        let raw = dup.as_raw_fd();
-        if !inode(raw).is_some_and(|ino| seen.insert(ino)) {
-            continue;
-        }
-        let accepted = local_addr(raw).is_some_and(|local| {
+    Ok(fds.into_iter().filter_map(move |fd| {
+        let dup = dup(fd)?; // None: closed since the listing
+        let inode = inode(dup.as_raw_fd()).filter(|&ino| seen.insert(ino))?;
+        let ours = local_addr(dup.as_raw_fd()).is_some_and(|local| {
             local.port() == listening.port()
                 && (listening.ip().is_unspecified() || local.ip() == listening.ip())
-        }) && has_peer(raw);
-        if accepted && let Some(observed) = tcp_info(raw) {
-            found.push((dup, observed));
-        }
-    }
-    Ok(found)
+        }) && peer_addr(dup.as_raw_fd()).is_some();
+        ours.then_some((Socket { fd, inode }, dup))
+    }))
+}
+
+/// Every open connection accepted on `listening`, with what the kernel says about it.
+fn scan(listening: SocketAddr) -> io::Result<Vec<(Socket, Observed)>> {
+    Ok(accepted(listening)?
+        .filter_map(|(socket, dup)| Some((socket, tcp_info(dup.as_raw_fd())?)))
+        .collect())
+}
+
+/// Our own duplicate of the connection from `peer` accepted on `listening`, for the server to
+/// shut down a connection tiny_http would otherwise keep reading. Shutting it down ends the
+/// connection for every descriptor of the socket, tiny_http's included.
+pub fn find(listening: SocketAddr, peer: SocketAddr) -> Option<TcpStream> {
+    accepted(listening)
+        .ok()?
+        .find(|(_, dup)| peer_addr(dup.as_raw_fd()) == Some(peer))
+        .map(|(_, dup)| TcpStream::from(dup))
+}
+
+/// Shuts a socket down both ways, for every descriptor of it, tiny_http's included: its
+/// blocked reads and writes return.
+fn shutdown(socket: &OwnedFd) -> bool {
+    // SAFETY: shutdown on a descriptor we own.
+    unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) == 0 }
 }
 
 /// The socket (or file) a descriptor refers to.
@@ -284,11 +318,23 @@ fn inode(fd: RawFd) -> Option<u64> {
 }
 
 fn local_addr(fd: RawFd) -> Option<SocketAddr> {
-    // SAFETY: an all-zero sockaddr_storage is valid; getsockname writes at most `len` bytes.
+    socket_addr(fd, libc::getsockname)
+}
+
+fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    socket_addr(fd, libc::getpeername)
+}
+
+type AddrGetter =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+/// The address `get` (getsockname or getpeername) gives; None for what is not an IP socket.
+fn socket_addr(fd: RawFd, get: AddrGetter) -> Option<SocketAddr> {
+    // SAFETY: an all-zero sockaddr_storage is valid; `get` writes at most `len` bytes.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of_val(&storage) as libc::socklen_t;
-    if unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut len) } != 0 {
-        return None; // not a socket
+    if unsafe { get(fd, (&raw mut storage).cast(), &mut len) } != 0 {
+        return None; // not a socket, or no peer
     }
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
@@ -305,14 +351,6 @@ fn local_addr(fd: RawFd) -> Option<SocketAddr> {
         }
         _ => None,
     }
-}
-
-/// The listening socket has none.
-fn has_peer(fd: RawFd) -> bool {
-    // SAFETY: as in `local_addr`.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of_val(&storage) as libc::socklen_t;
-    unsafe { libc::getpeername(fd, (&raw mut storage).cast(), &mut len) == 0 }
 }
 
 fn tcp_info(fd: RawFd) -> Option<Observed> {
@@ -569,12 +607,11 @@ mod tests {
         client.read_exact(&mut byte).unwrap();
         let o = scan(addr).unwrap()[0].1;
         assert!(o.answered && !o.waiting(), "{o:?}");
-        // Shutting our duplicate down ends the connection for its owner too.
-        let (fd, _) = scan(addr).unwrap().pop().unwrap();
-        assert_eq!(
-            unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) },
-            0
-        );
+        // Found by its peer; shutting our duplicate down ends the connection for its owner.
+        let peer = client.local_addr().unwrap();
+        assert!(find(addr, addr).is_none(), "no connection from that peer");
+        let found = find(addr, peer).unwrap();
+        found.shutdown(std::net::Shutdown::Both).unwrap();
         assert_eq!(server.read(&mut byte).unwrap(), 0);
         assert_eq!(client.read(&mut byte).unwrap(), 0);
     }

@@ -103,6 +103,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         metrics: Metrics::default(),
         span_stats: stats,
         conn_stats,
+        listening: local,
     };
     let http = match tiny_http::Server::from_listener(listener, None) {
         Ok(h) => h,

@@ -200,7 +200,11 @@ fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::
             counter.load(Relaxed)
         )?;
     }
-    Ok(())
+    writeln!(
+        out,
+        "# HELP myhelloworld_http_requests_parked_total Requests declaring a body too long for tiny_http to drain safely: answered 413, their connection closed, the request kept (a thread and two descriptors each).\n# TYPE myhelloworld_http_requests_parked_total counter\nmyhelloworld_http_requests_parked_total {}",
+        conns.parked.load(Relaxed)
+    )
 }
 
 #[cfg(test)]

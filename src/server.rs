@@ -5,6 +5,7 @@
 use crate::b3;
 use crate::connections;
 use crate::downstream::{self, Url};
+use crate::framing;
 use crate::handlers::{App, Reply, Route, operation_name, standard_method};
 use crate::metrics::Metrics;
 use crate::reporter::Stats;
@@ -13,7 +14,9 @@ use crate::trace::{SpanPlan, Tracing};
 use rustracing::tag::Tag;
 use std::borrow::Cow;
 use std::fmt::Write;
-use std::io::Cursor;
+use std::io::{Cursor, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +32,11 @@ const MAX_SHORT_TAG: usize = 256;
 /// head whole by then, so this bounds what we process, not what tiny_http buffers.
 const MAX_HEAD_BYTES: usize = 60 * 1024;
 const MAX_HEADERS: usize = 100;
+/// The longest declared body a request may be dropped with. tiny_http drains an unread body
+/// when the request is dropped, into a buffer of the whole declared length allocated at once:
+/// zero pages that only arriving data touches, but an allocation past what the kernel allows
+/// (RAM and swap, or the address space) aborts the process. 1 GiB fits any node we run on.
+const DRAINABLE: u64 = 1 << 30;
 
 /// Why the server stopped.
 #[derive(Debug)]
@@ -48,6 +56,8 @@ pub struct Service {
     pub metrics: Metrics,
     pub span_stats: Arc<Stats>,
     pub conn_stats: Arc<connections::Stats>,
+    /// The listening address, to find a connection's socket by its peer.
+    pub listening: SocketAddr,
 }
 
 /// Headers Istio asks applications to copy onto outgoing calls, besides B3 (which we write
@@ -135,32 +145,52 @@ impl Service {
         let received = Instant::now();
         let start_time = SystemTime::now();
         let method = request.method().clone();
-        let route = Route::of(request.url());
+        let target = framing::origin_form(request.url());
+        let route = Route::of(target);
         // For the access log, written after the request is gone; only unknown paths copy.
         let path: Cow<'static, str> = match route.path() {
             Some(path) => path.into(),
-            None => clip(path_of(request.url()), MAX_SHORT_TAG)
-                .to_owned()
-                .into(),
+            None => clip(path_of(target), MAX_SHORT_TAG).to_owned().into(),
         };
-        let too_large = head_too_large(
-            request.url(),
+        let header_pairs = || {
             request
                 .headers()
                 .iter()
-                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-        );
-        if too_large || !route.traced() {
-            let reply = match (route, &method) {
-                _ if too_large => Reply::text(431, "431 request header fields too large\n"),
-                (Route::Metrics, Method::Get | Method::Head) => Reply {
+                .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+        };
+        let verdict = framing::judge(*request.http_version() >= (1, 1), header_pairs());
+        let refusal = if head_too_large(request.url(), header_pairs()) {
+            Some(framing::Refusal {
+                status: 431,
+                reason: "request header fields too large",
+            })
+        } else {
+            verdict.refusal
+        };
+        if let Some(r) = refusal {
+            log::warn!(
+                "refused {method} {path:?} from {:?}: {} {}{}",
+                request.remote_addr(),
+                r.status,
+                r.reason,
+                if verdict.close {
+                    "; closing the connection"
+                } else {
+                    ""
+                }
+            );
+        }
+        if refusal.is_some() || !route.traced() {
+            let reply = match (refusal, route, &method) {
+                (Some(r), _, _) => Reply::text(r.status, format!("{} {}\n", r.status, r.reason)),
+                (None, Route::Metrics, Method::Get | Method::Head) => Reply {
                     content_type: "text/plain; version=0.0.4; charset=utf-8",
                     ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))
                 },
                 _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
             };
             let status = reply.status;
-            respond(request, reply);
+            self.answer(request, reply, &verdict);
             self.metrics.observe(route, status, received.elapsed());
             log::debug!(target: "access", "{method} {path} {status}");
             return;
@@ -203,11 +233,65 @@ impl Service {
                 log.kind("http").message(format!("HTTP {status}"));
             });
         }
-        respond(request, reply);
+        self.answer(request, reply, &verdict);
         // Finishing the span hands it to the reporter; its end is when the response was written.
         drop(span);
         self.metrics.observe(route, status, received.elapsed());
         access_log(&method, &path, status, received, &plan);
+    }
+
+    /// Writes the reply. When tiny_http left part of the request unread (see `framing`), the
+    /// connection is closed after it: shut for reading first, so that tiny_http's drain of the
+    /// body when the request is released ends at what has arrived instead of waiting for the
+    /// rest; the reply, with `Connection: close` (which tiny_http's responses cannot carry),
+    /// written through the request's own writer, so that it goes out after any earlier reply
+    /// on the connection and before anything tiny_http writes next; then shut both ways
+    /// before that writer is released, so that nothing tiny_http reads next is answered.
+    fn answer(&self, request: Request, reply: Reply, verdict: &framing::Verdict) {
+        if !verdict.close {
+            return respond(request, reply);
+        }
+        let socket = request
+            .remote_addr()
+            .and_then(|&peer| connections::find(self.listening, peer));
+        let head_only = *request.method() == Method::Head;
+        if verdict.content_length.is_some_and(|n| n > DRAINABLE) {
+            // Releasing this request would make tiny_http allocate the declared length at
+            // once, which can abort the process: it is kept, and answered on our own
+            // duplicate of the socket. (A reply to an earlier request pipelined on the same
+            // connection, if one is still being made, is lost with the connection.)
+            if let Some(socket) = &socket {
+                // A client that does not read gets what fits in a second.
+                let mut out: &TcpStream = socket;
+                let sent = out
+                    .set_write_timeout(Some(Duration::from_secs(1)))
+                    .and_then(|()| out.write_all(&closing_reply(&reply, head_only)));
+                if let Err(e) = sent {
+                    log::debug!("the reply to a kept request did not go out: {e}");
+                }
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            self.conn_stats.parked.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "kept a request declaring a {} byte body for the life of the process (a thread and two descriptors): tiny_http would allocate it all to drain it",
+                verdict.content_length.unwrap_or_default()
+            );
+            std::mem::forget(request);
+            return;
+        }
+        if let Some(socket) = &socket {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
+        let mut writer = request.into_writer();
+        if let Err(e) = writer
+            .write_all(&closing_reply(&reply, head_only))
+            .and_then(|()| writer.flush())
+        {
+            log::debug!("writing a response failed: {e}");
+        }
+        if let Some(socket) = &socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
 
     /// `/chain`: GET the downstream URL in a client span, with the trace context propagated,
@@ -372,6 +456,44 @@ fn respond(request: Request, reply: Reply) {
     }
 }
 
+/// `reply` as bytes on the wire, with `Connection: close`.
+fn closing_reply(reply: &Reply, head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        StatusCode(reply.status).default_reason_phrase(),
+        http_date(OffsetDateTime::now_utc()),
+        reply.content_type,
+        reply.body.len()
+    );
+    if let Some(allow) = reply.allow {
+        let _ = write!(out, "Allow: {allow}\r\n");
+    }
+    out.push_str("\r\n");
+    if !head_only {
+        out.push_str(&reply.body);
+    }
+    out.into_bytes()
+}
+
+/// RFC 9110's IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[usize::from(t.weekday().number_days_from_monday())],
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month())) - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// `s` cut to at most `max` bytes, on a character boundary.
 fn clip(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -386,7 +508,7 @@ fn clip(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_HEAD_BYTES, MAX_HEADERS, clip, head_too_large};
+    use super::{MAX_HEAD_BYTES, MAX_HEADERS, clip, closing_reply, head_too_large, http_date};
 
     #[test]
     fn heads_past_envoys_limits_are_too_large() {
@@ -440,6 +562,30 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn closing_replies_are_complete_http_messages() {
+        use crate::handlers::Reply;
+        let t = time::macros::datetime!(1994-11-06 08:49:37 UTC);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let reply = Reply {
+            allow: Some("GET, HEAD"),
+            ..Reply::text(405, "no\n")
+        };
+        let text = String::from_utf8(closing_reply(&reply, false)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 405 Method Not Allowed\r\nDate: "),
+            "{head}"
+        );
+        assert!(head.ends_with("Content-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\nAllow: GET, HEAD"), "{head}");
+        assert_eq!(body, "no\n");
+        let text = String::from_utf8(closing_reply(&reply, true)).unwrap();
+        assert!(
+            text.ends_with("Content-Length: 3\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"),
+            "HEAD: {text}"
+        );
     }
 
     #[test]

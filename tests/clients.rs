@@ -110,7 +110,7 @@ fn malformed_requests_get_a_4xx_or_a_close_and_the_server_keeps_serving() {
         (
             "a body on GET, then the next request",
             format!(
-                "{}helloGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                "{}helloGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                 get("Content-Length: 5\r\n")
             )
             .into(),
@@ -119,7 +119,7 @@ fn malformed_requests_get_a_4xx_or_a_close_and_the_server_keeps_serving() {
         (
             "pipelined requests, answered in order",
             format!(
-                "{}GET /nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                "{}GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
                 get("")
             )
             .into(),
@@ -318,4 +318,166 @@ fn a_client_that_never_reads_cannot_hold_the_worker() {
     let timed_out = r#"myhelloworld_http_connections_closed_total{reason="request_timeout"}"#;
     assert_eq!(service.metric(timed_out), Some(1.0));
     eprintln!("a new client then waited {waited:?}");
+}
+
+/// Bodies tiny_http would drain after the answer, ambiguous framing, and heads it reads
+/// differently from RFC 9112: each is answered once, its connection closed, nothing after it
+/// is read as a request, and the process lives (issue 13, items 1, 2, 5 and 10).
+#[test]
+fn bodies_and_framing_tiny_http_mishandles_are_refused_and_the_connection_closed() {
+    let agent = Agent::new();
+    let svc = Service::start(agent.port(), &[("WORKERS", "2")]);
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let cases: &[(&str, String, &[u16])] = &[
+        (
+            "100 GB declared (tiny_http allocated it all: abort)",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n".into(),
+            &[413],
+        ),
+        (
+            "u64::MAX declared",
+            "GET /gettime HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n"
+                .into(),
+            &[413],
+        ),
+        (
+            "a body past 1 KiB, then a request inside it",
+            format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{smuggled}"),
+            &[413],
+        ),
+        (
+            "xchunked + Content-Length (tiny_http read 'hello' as no body)",
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\nhello{smuggled}"
+            ),
+            &[400],
+        ),
+        (
+            "two Content-Lengths",
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\nhello{smuggled}"
+            ),
+            &[400],
+        ),
+        (
+            "an unparseable Content-Length",
+            format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello{smuggled}"),
+            &[400],
+        ),
+        (
+            "a chunked POST on keep-alive: answered, the next request never parsed from its body",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n29\r\n{smuggled}\r\n0\r\n\r\n{smuggled}"
+            ),
+            &[405],
+        ),
+        (
+            "Expect: 100-continue, body never sent",
+            "GET /gettime HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+                .into(),
+            &[200],
+        ),
+    ];
+    for (name, raw, want) in cases {
+        let mut s = connect(svc.addr);
+        s.write_all(raw.as_bytes()).unwrap();
+        let started = Instant::now();
+        let answer = until_closed(&mut s, name);
+        assert_eq!(statuses(&answer), *want, "{name}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{name}: closed only after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            svc.get("/gettime", &[]).status,
+            200,
+            "{name}: serving after"
+        );
+    }
+    assert_eq!(
+        svc.metric("myhelloworld_http_requests_parked_total"),
+        Some(2.0),
+        "the 100 GB and u64::MAX bodies are past what tiny_http may drain"
+    );
+    // HTTP/1.1 Host rules, and the absolute form a server must accept.
+    let one = |head: &str| {
+        let mut s = connect(svc.addr);
+        s.write_all(head.as_bytes()).unwrap();
+        statuses(&until_closed(&mut s, head))
+    };
+    assert_eq!(
+        one("GET /gettime HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        [400]
+    );
+    assert_eq!(
+        one("GET /gettime HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"),
+        [400]
+    );
+    assert_eq!(one("GET /gettime HTTP/1.0\r\n\r\n"), [200]);
+    assert_eq!(
+        one("GET http://example/gettime HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        [200]
+    );
+    let logs = svc.logs().join("\n");
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+/// As many connections as workers, each declaring a body it never sends: before, every
+/// worker stayed blocked draining it after answering, and fresh requests waited an hour.
+#[test]
+fn unsent_bodies_do_not_hold_the_workers() {
+    let agent = Agent::new();
+    let svc = Service::start(agent.port(), &[("WORKERS", "2")]);
+    let heads = [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    let mut held: Vec<TcpStream> = heads
+        .iter()
+        .map(|head| {
+            let mut s = connect(svc.addr);
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    for (s, head) in held.iter_mut().zip(heads) {
+        let status = statuses(&until_closed(s, head));
+        assert!(status == [413] || status == [405], "{head}: {status:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let fresh = Instant::now();
+    assert_eq!(svc.get("/gettime", &[]).status, 200);
+    assert!(
+        fresh.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        fresh.elapsed()
+    );
+}
+
+/// A declared body of 100 GB costs no memory: tiny_http's drain buffer is never touched.
+#[test]
+fn a_huge_declared_body_costs_no_memory() {
+    let agent = Agent::new();
+    let svc = Service::start(agent.port(), &[]);
+    let before = svc.proc_status("VmRSS");
+    for _ in 0..20 {
+        let mut s = connect(svc.addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\nsome")
+            .unwrap();
+        assert_eq!(statuses(&until_closed(&mut s, "1 GiB")), [413]);
+    }
+    let grown = svc.proc_status("VmRSS").saturating_sub(before);
+    assert!(grown < 8 * 1024, "VmRSS grew {grown} kB");
+    assert_eq!(
+        svc.metric("myhelloworld_http_requests_parked_total"),
+        Some(0.0)
+    );
 }

@@ -1,0 +1,368 @@
+//! Whether a request head can be answered safely on its connection (RFC 9112 §3.2, §6).
+//!
+//! tiny_http trusts the head more than is safe: it ignores `Content-Length` whenever any
+//! `Transfer-Encoding` is present (whatever its value), takes the first of several
+//! `Content-Length`s, reads one it cannot parse as "no body", leaves a chunked body unread,
+//! and drains a longer body (over 1 KiB, or any after `Expect: 100-continue`) only when the
+//! request is dropped, blocking on the client and allocating the whole declared length at
+//! once. Any of these makes the next request on the connection start at the wrong byte, or
+//! lets one request hold a worker or end the process. So, before answering, `judge` reads the
+//! head the way RFC 9112 does: ambiguous framing is refused, a body no route takes is refused,
+//! and a connection whose body tiny_http left unread is closed after the answer. Pure: the
+//! server does the closing.
+
+/// Longest body tiny_http reads together with the head (`Expect: 100-continue` aside); a
+/// longer one it leaves to be drained. No route takes a body, so this is also the longest we
+/// accept (and ignore).
+pub const BUFFERED_BODY: u64 = 1024;
+
+/// A request refused before it reaches a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+/// What to do with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Answer this instead of the route's reply.
+    pub refusal: Option<Refusal>,
+    /// Close the connection after the answer: the rest of what the client sent cannot be
+    /// told apart from a next request.
+    pub close: bool,
+    /// The declared body length, when one was declared and valid.
+    pub content_length: Option<u64>,
+}
+
+fn refuse(status: u16, reason: &'static str, close: bool) -> Verdict {
+    Verdict {
+        refusal: Some(Refusal { status, reason }),
+        close,
+        content_length: None,
+    }
+}
+
+/// Judges a request head: its HTTP minor version (1.0 or 1.1) and its header fields.
+pub fn judge<'a>(http11: bool, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Verdict {
+    let (mut hosts, mut host_valid) = (0, true);
+    let (mut lengths, mut length_valid, mut length) = (0, true, None::<u64>);
+    let mut codings: Option<&str> = None;
+    let (mut encodings, mut expects_continue) = (0, false);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            host_valid &= valid_host(value);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            match (parse_length(value), length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(first)) if n == first => {}
+                _ => length_valid = false,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            encodings += 1;
+            codings = Some(value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            expects_continue = value.trim().eq_ignore_ascii_case("100-continue");
+        }
+    }
+    if encodings > 0 {
+        if lengths > 0 {
+            return refuse(400, "both Transfer-Encoding and Content-Length", true);
+        }
+        // tiny_http reads only the last field line; more than one could hide a coding.
+        if encodings > 1 || !codings.is_some_and(ends_in_chunked) {
+            return refuse(400, "Transfer-Encoding other than chunked", true);
+        }
+    }
+    if !length_valid {
+        return refuse(400, "invalid or conflicting Content-Length", true);
+    }
+    if length.is_some_and(|n| n > BUFFERED_BODY) {
+        return Verdict {
+            content_length: length,
+            ..refuse(413, "request body too large", true)
+        };
+    }
+    // A chunked body, or one behind `Expect: 100-continue`, is still in the socket.
+    let unread = encodings > 0 || (expects_continue && length.is_some_and(|n| n > 0));
+    let refusal = if hosts > 1 {
+        Some("more than one Host")
+    } else if hosts == 0 && http11 {
+        Some("no Host")
+    } else if !host_valid {
+        Some("invalid Host")
+    } else {
+        None
+    };
+    Verdict {
+        refusal: refusal.map(|reason| Refusal {
+            status: 400,
+            reason,
+        }),
+        close: unread,
+        content_length: length,
+    }
+}
+
+/// `1*DIGIT`, as RFC 9110 §8.6 defines it (no sign, no list, no spaces inside).
+fn parse_length(value: &str) -> Option<u64> {
+    let digits = value.trim_matches([' ', '\t']);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether the last transfer coding is `chunked`, the only framing a request may end with.
+fn ends_in_chunked(codings: &str) -> bool {
+    codings.rsplit(',').next().is_some_and(|last| {
+        last.trim_matches([' ', '\t'])
+            .eq_ignore_ascii_case("chunked")
+    })
+}
+
+/// `uri-host [ ":" port ]`: the characters of a reg-name, an IP literal or a port (RFC 3986).
+fn valid_host(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
+/// The origin form (`/path?query`) of a request target. Absolute form (`http://host/path`),
+/// which a server must accept (RFC 9112 §3.2.2), is reduced to its path; other targets are
+/// returned as they are.
+pub fn origin_form(target: &str) -> &str {
+    let Some(scheme_end) = target.find("://") else {
+        return target;
+    };
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return target;
+    }
+    let rest = &target[scheme_end + 3..];
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        _ => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: (&str, &str) = ("Host", "example");
+
+    fn serve(close: bool, content_length: Option<u64>) -> Verdict {
+        Verdict {
+            refusal: None,
+            close,
+            content_length,
+        }
+    }
+
+    fn refused(status: u16, reason: &'static str, close: bool) -> Verdict {
+        refuse(status, reason, close)
+    }
+
+    #[test]
+    fn heads_are_judged_as_rfc_9112_reads_them() {
+        type Case<'a> = (&'a str, bool, &'a [(&'a str, &'a str)], Verdict);
+        let cases: &[Case] = &[
+            ("no body", true, &[HOST], serve(false, None)),
+            ("HTTP/1.0 needs no Host", false, &[], serve(false, None)),
+            (
+                "HTTP/1.1 without Host",
+                true,
+                &[],
+                refused(400, "no Host", false),
+            ),
+            (
+                "two Hosts",
+                true,
+                &[HOST, ("host", "other")],
+                refused(400, "more than one Host", false),
+            ),
+            (
+                "a Host with a space",
+                true,
+                &[("Host", "a b")],
+                refused(400, "invalid Host", false),
+            ),
+            (
+                "an IPv6 Host with a port",
+                true,
+                &[("Host", "[::1]:8080")],
+                serve(false, None),
+            ),
+            (
+                "an empty body",
+                true,
+                &[HOST, ("Content-Length", "0")],
+                serve(false, Some(0)),
+            ),
+            (
+                "a body tiny_http has read",
+                true,
+                &[HOST, ("content-length", "1024")],
+                serve(false, Some(1024)),
+            ),
+            (
+                "a body past what tiny_http reads",
+                true,
+                &[HOST, ("Content-Length", "1025")],
+                Verdict {
+                    content_length: Some(1025),
+                    ..refused(413, "request body too large", true)
+                },
+            ),
+            (
+                "100 GB",
+                true,
+                &[HOST, ("Content-Length", "100000000000")],
+                Verdict {
+                    content_length: Some(100_000_000_000),
+                    ..refused(413, "request body too large", true)
+                },
+            ),
+            (
+                "past u64",
+                true,
+                &[HOST, ("Content-Length", "99999999999999999999")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "a sign",
+                true,
+                &[HOST, ("Content-Length", "+5")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "not a number",
+                true,
+                &[HOST, ("Content-Length", "five")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "empty",
+                true,
+                &[HOST, ("Content-Length", "")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "a list in one line (tiny_http reads it as no body)",
+                true,
+                &[HOST, ("Content-Length", "5, 5")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "two that differ",
+                true,
+                &[HOST, ("Content-Length", "5"), ("Content-Length", "6")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "two that agree",
+                true,
+                &[HOST, ("Content-Length", "5"), ("Content-Length", " 5 ")],
+                serve(false, Some(5)),
+            ),
+            (
+                "chunked: served, the unread body closes the connection",
+                true,
+                &[HOST, ("Transfer-Encoding", "chunked")],
+                serve(true, None),
+            ),
+            (
+                "gzip then chunked",
+                true,
+                &[HOST, ("Transfer-Encoding", "gzip, Chunked")],
+                serve(true, None),
+            ),
+            (
+                "xchunked",
+                true,
+                &[HOST, ("Transfer-Encoding", "xchunked")],
+                refused(400, "Transfer-Encoding other than chunked", true),
+            ),
+            (
+                "chunked then gzip",
+                true,
+                &[HOST, ("Transfer-Encoding", "chunked, gzip")],
+                refused(400, "Transfer-Encoding other than chunked", true),
+            ),
+            (
+                "two Transfer-Encoding lines",
+                true,
+                &[
+                    HOST,
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                refused(400, "Transfer-Encoding other than chunked", true),
+            ),
+            (
+                "Transfer-Encoding and Content-Length",
+                true,
+                &[
+                    HOST,
+                    ("Transfer-Encoding", "chunked"),
+                    ("Content-Length", "5"),
+                ],
+                refused(400, "both Transfer-Encoding and Content-Length", true),
+            ),
+            (
+                "100-continue: tiny_http leaves even a small body unread",
+                true,
+                &[HOST, ("Expect", "100-continue"), ("Content-Length", "10")],
+                serve(true, Some(10)),
+            ),
+            (
+                "100-continue with no body",
+                true,
+                &[HOST, ("Expect", "100-Continue"), ("Content-Length", "0")],
+                serve(false, Some(0)),
+            ),
+            (
+                "framing is judged before Host",
+                true,
+                &[("Content-Length", "x")],
+                refused(400, "invalid or conflicting Content-Length", true),
+            ),
+            (
+                "no Host and a chunked body: refused and closed",
+                true,
+                &[("Transfer-Encoding", "chunked")],
+                Verdict {
+                    refusal: Some(Refusal {
+                        status: 400,
+                        reason: "no Host",
+                    }),
+                    close: true,
+                    content_length: None,
+                },
+            ),
+        ];
+        for (name, http11, headers, want) in cases {
+            assert_eq!(judge(*http11, headers.iter().copied()), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn absolute_targets_are_routed_by_their_path() {
+        let cases = [
+            ("/gettime", "/gettime"),
+            ("http://example/gettime", "/gettime"),
+            ("HTTP://example:8080/chain?x=1", "/chain?x=1"),
+            ("https://example", "/"),
+            ("http://example?x=1", "/"),
+            ("*", "*"),
+            ("ftp://example/gettime", "ftp://example/gettime"),
+            ("/a://b", "/a://b"),
+        ];
+        for (target, want) in cases {
+            assert_eq!(origin_form(target), want, "{target}");
+        }
+    }
+}
