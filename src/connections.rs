@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,6 +36,7 @@ const RESERVED_FDS: u64 = 64;
 /// `tcpi_state` values (linux/include/net/tcp_states.h; not in the libc crate for Linux).
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LISTEN: u8 = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -353,7 +354,7 @@ fn socket_addr(fd: RawFd, get: AddrGetter) -> Option<SocketAddr> {
     }
 }
 
-fn tcp_info(fd: RawFd) -> Option<Observed> {
+fn kernel_tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     // SAFETY: an all-zero tcp_info is valid; the kernel writes at most `len` bytes.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
@@ -366,9 +367,23 @@ fn tcp_info(fd: RawFd) -> Option<Observed> {
             &mut len,
         )
     };
+    (got == 0).then_some(info)
+}
+
+/// Connections the kernel has set up on a listening socket that nobody has accepted yet.
+/// tiny_http's accept loop takes each at once; a queue that stays full means it has died
+/// (it panics when the descriptor for its second handle of a connection cannot be had).
+pub fn accept_queue(listener: &TcpListener) -> Option<u32> {
+    let info = kernel_tcp_info(listener.as_raw_fd())?;
+    // For a listening socket, Linux reports the accept queue's length as `tcpi_unacked`.
+    (info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
+}
+
+fn tcp_info(fd: RawFd) -> Option<Observed> {
+    let info = kernel_tcp_info(fd)?;
     // Connections already shut down (ours, closing) are no longer counted; one the client
     // half-closed (CLOSE_WAIT) still has a request to answer.
-    if got != 0 || ![TCP_ESTABLISHED, TCP_CLOSE_WAIT].contains(&info.tcpi_state) {
+    if ![TCP_ESTABLISHED, TCP_CLOSE_WAIT].contains(&info.tcpi_state) {
         return None;
     }
     let mut queued: libc::c_int = 0;
@@ -574,6 +589,17 @@ mod tests {
             verdicts(&[unclaimed(9, 9), conn(1, 1, true)], &over),
             [(1, OverLimit)]
         );
+    }
+
+    #[test]
+    fn accept_queue_counts_connections_not_yet_accepted() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(accept_queue(&listener), Some(0));
+        let _clients: Vec<_> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        assert_eq!(accept_queue(&listener), Some(3));
+        drop(listener.accept().unwrap());
+        assert_eq!(accept_queue(&listener), Some(2));
     }
 
     /// The kernel facts `verdicts` relies on, on real loopback sockets: a new connection

@@ -105,13 +105,6 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         conn_stats,
         listening: local,
     };
-    let http = match tiny_http::Server::from_listener(listener, None) {
-        Ok(h) => h,
-        Err(e) => {
-            log::error!("cannot start the HTTP server: {e}");
-            return 1;
-        }
-    };
     if let Some(url) = &config.downstream_url {
         log::info!(
             "/chain calls {url} (timeout {:?})",
@@ -132,7 +125,10 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         config.flush_interval,
     );
 
-    let stop = server::run(http, config.workers, &service, signals);
+    // A server whose accept loop failed serves on until its connections have been idle or
+    // unanswered past the watchdog's limits, which close them.
+    let retire_after = limits.idle_timeout + limits.request_timeout;
+    let stop = server::run(listener, config.workers, &service, signals, retire_after);
     // The last span sender goes with the service: the reporter sends what it holds, then ends.
     drop(service);
     if let Some(reporter) = reporter

@@ -11,11 +11,13 @@ use crate::metrics::Metrics;
 use crate::reporter::Stats;
 use crate::signals::Signals;
 use crate::trace::{SpanPlan, Tracing};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use rustracing::tag::Tag;
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::io::{Cursor, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -69,73 +71,215 @@ const FORWARDED: [&str; 4] = [
     "x-ot-span-context",
 ];
 
-/// Serves until a termination signal or a fatal error, then stops taking requests, lets the
+/// What ends a round of serving.
+enum Event {
+    Signal(&'static str),
+    /// tiny_http's accept loop ended (it does on the first accept error, such as running out
+    /// of descriptors): serve its connections on, and accept on a new server.
+    AcceptFailed(String),
+    Failed(String),
+}
+
+/// Serves until a termination signal or a fatal error, then refuses new connections, lets the
 /// workers finish the requests already queued, and returns.
-pub fn run(http: tiny_http::Server, workers: usize, service: &Service, signals: Signals) -> Stop {
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(workers + 1);
-    let signal_tx = stop_tx.clone();
+///
+/// tiny_http ends its accept loop on the first accept error, so a flood of connections past
+/// the open-files limit would stop the service for good. Here such a server is followed by a
+/// new one on the same listening socket, with workers of its own; the old one's workers serve
+/// its connections on until none has sent a request for `retire_after` (by then the watchdog
+/// has closed them all), then end.
+pub fn run(
+    listener: TcpListener,
+    workers: usize,
+    service: &Service,
+    signals: Signals,
+    retire_after: Duration,
+) -> Stop {
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    let signal_tx = tx.clone();
     // Detached: sigwait cannot be interrupted, and the process exits after the drain.
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let first = signals.wait();
-            let _ = signal_tx.send(Stop::Signal(first));
-            let second = signals.wait();
-            log::warn!("{second} again during shutdown: exiting now");
-            std::process::exit(130);
+            let at = Instant::now();
+            let _ = signal_tx.send(Event::Signal(first));
+            loop {
+                let again = signals.wait();
+                // `timeout(1)` and a signal to the process group deliver two at once.
+                if at.elapsed() >= Duration::from_secs(1) {
+                    log::warn!("{again} again during shutdown: exiting now");
+                    std::process::exit(130);
+                }
+            }
         });
     if let Err(e) = spawned {
         return Stop::Failed(format!("cannot start the signal thread: {e}"));
     }
     let stopping = AtomicBool::new(false);
-    let stop = std::thread::scope(|scope| {
-        for i in 0..workers {
-            let (http, stopping, failed_tx) = (&http, &stopping, stop_tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn_scoped(scope, move || {
-                    if let Some(failure) = work(http, service, stopping) {
-                        let _ = failed_tx.send(Stop::Failed(failure));
-                    }
-                });
-            if let Err(e) = spawned {
-                let _ = stop_tx.send(Stop::Failed(format!("cannot start worker {i}: {e}")));
-                break;
+    std::thread::scope(|scope| {
+        let mut servers: Vec<Arc<Server>> = Vec::new();
+        let mut stalled = false;
+        let stop = loop {
+            if servers
+                .last()
+                .is_none_or(|s| !s.accepting.load(Ordering::SeqCst))
+            {
+                // Servers whose workers have all retired.
+                servers.retain(|s| Arc::strong_count(s) > 1);
+                match start_server(
+                    scope,
+                    &listener,
+                    workers,
+                    service,
+                    &stopping,
+                    &tx,
+                    retire_after,
+                ) {
+                    Ok(server) => servers.push(server),
+                    // Out of descriptors even for a new server: the watchdog sheds load.
+                    Err(e) => log::warn!("cannot accept connections again yet: {e}"),
+                }
             }
-        }
-        let stop = stop_rx
-            .recv()
-            .unwrap_or_else(|_| Stop::Failed("stop channel closed".into()));
-        match &stop {
-            Stop::Signal(name) => log::info!("{name} received: finishing queued requests"),
-            Stop::Failed(why) => log::error!("stopping: {why}"),
-        }
+            match rx.recv_timeout(ACCEPT_CHECK) {
+                Ok(Event::Signal(name)) => {
+                    log::info!(
+                        "{name} received: refusing new connections, finishing queued requests"
+                    );
+                    break Stop::Signal(name);
+                }
+                Ok(Event::Failed(why)) => {
+                    log::error!("stopping: {why}");
+                    break Stop::Failed(why);
+                }
+                Ok(Event::AcceptFailed(why)) => {
+                    log::warn!(
+                        "tiny_http stopped accepting connections ({why}): accepting on a new server"
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    // A queue left full over two looks: the accept loop died without a word.
+                    let waiting = connections::accept_queue(&listener).is_some_and(|n| n > 0);
+                    if waiting
+                        && stalled
+                        && let Some(server) = servers.last()
+                    {
+                        log::warn!(
+                            "tiny_http's accept loop stopped taking connections: accepting on a new server"
+                        );
+                        server.stop_accepting(workers);
+                    }
+                    stalled = waiting;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Stop::Failed("the stop channel closed".into());
+                }
+            }
+        };
         stopping.store(true, Ordering::SeqCst);
+        // A listening socket shut down takes no more connections: clients are refused.
+        // SAFETY: shutdown on the descriptor `listener` owns.
+        unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
         // tiny_http's queue is first in, first out: each worker answers what was queued
         // before its unblock marker, then stops.
-        for _ in 0..workers {
-            http.unblock();
+        for server in &servers {
+            for _ in 0..workers {
+                server.http.unblock();
+            }
         }
         stop
-    });
-    // Dropping the server closes the listening socket and ends tiny_http's accept thread.
-    drop(http);
-    stop
+    })
 }
 
-/// One worker: serve requests until unblocked. Returns a failure to report, if any.
-fn work(http: &tiny_http::Server, service: &Service, stopping: &AtomicBool) -> Option<String> {
+/// How often the accept loop is checked for life.
+const ACCEPT_CHECK: Duration = Duration::from_millis(500);
+
+/// One tiny_http server on a duplicate of the listening socket, served by its own workers.
+struct Server {
+    http: tiny_http::Server,
+    /// Whether its accept loop still runs.
+    accepting: AtomicBool,
+    workers: usize,
+}
+
+impl Server {
+    /// Marks the accept loop dead and unblocks `waiting` workers, which from then on wait
+    /// with a timeout and retire when the server's connections have gone quiet.
+    fn stop_accepting(&self, waiting: usize) {
+        if self.accepting.swap(false, Ordering::SeqCst) {
+            for _ in 0..waiting {
+                self.http.unblock();
+            }
+        }
+    }
+}
+
+/// A tiny_http server on a duplicate of `listener`, and its workers.
+fn start_server<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    listener: &TcpListener,
+    workers: usize,
+    service: &'scope Service,
+    stopping: &'scope AtomicBool,
+    events: &Sender<Event>,
+    retire_after: Duration,
+) -> Result<Arc<Server>, String> {
+    let clone = listener.try_clone().map_err(|e| e.to_string())?;
+    let http = tiny_http::Server::from_listener(clone, None).map_err(|e| e.to_string())?;
+    let server = Arc::new(Server {
+        http,
+        accepting: AtomicBool::new(true),
+        workers,
+    });
+    for i in 0..workers {
+        let (mine, my_events) = (server.clone(), events.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn_scoped(scope, move || {
+                work(&mine, service, stopping, &my_events, retire_after);
+            });
+        if let Err(e) = spawned {
+            let _ = events.send(Event::Failed(format!("cannot start worker {i}: {e}")));
+            break;
+        }
+    }
+    Ok(server)
+}
+
+/// One worker: serves requests until unblocked at shutdown, or retired after its server's
+/// accept loop ended and its connections went quiet.
+fn work(
+    server: &Server,
+    service: &Service,
+    stopping: &AtomicBool,
+    events: &Sender<Event>,
+    retire_after: Duration,
+) {
     loop {
-        match http.recv() {
-            Ok(request) => {
+        let next = if server.accepting.load(Ordering::SeqCst) {
+            server.http.recv().map(Some)
+        } else {
+            server.http.recv_timeout(retire_after)
+        };
+        match next {
+            Ok(Some(request)) => {
                 // A panic must not take the worker with it: tiny_http answers the dropped
                 // request with a 500, and the worker goes on.
                 if catch_unwind(AssertUnwindSafe(|| service.serve(request))).is_err() {
                     log::error!("a request handler panicked; answered 500");
                 }
             }
-            Err(_) if stopping.load(Ordering::SeqCst) => return None,
-            Err(e) => return Some(format!("tiny_http stopped accepting connections: {e}")),
+            // Unblocked at shutdown, or retired.
+            Ok(None) => return,
+            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            // The accept loop's error comes once, to one worker (an unblock marker, after
+            // `stop_accepting`, to each of the others).
+            Err(e) => {
+                if server.accepting.load(Ordering::SeqCst) {
+                    let _ = events.send(Event::AcceptFailed(e.to_string()));
+                    server.stop_accepting(server.workers - 1);
+                }
+            }
         }
     }
 }

@@ -524,3 +524,83 @@ fn sigterm_under_load_finishes_in_flight_requests_and_flushes_spans() {
         HashSet::from(["GET /gettime", "GET /chain", "GET /slow"])
     );
 }
+
+/// A flood of connections past the open-files limit: tiny_http's accept loop ends (on the
+/// accept error, or in a panic when the descriptor for its second handle of a connection
+/// cannot be had). The service starts accepting on a new server, sheds the flood, and serves
+/// again once it ends (issue 13, item 4).
+#[test]
+fn a_flood_past_the_descriptor_limit_is_shed_and_the_service_serves_again() {
+    let agent = Agent::new();
+    let svc = Service::start_with_open_files(agent.port(), &[("WORKERS", "2")], Some(128));
+    for round in 0..2 {
+        let mut flood = Vec::new();
+        for _ in 0..300 {
+            match TcpStream::connect_timeout(&svc.addr, Duration::from_millis(200)) {
+                Ok(s) => flood.push(s),
+                Err(_) => break, // the backlog is full: refused is shed too
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(flood);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let answer = std::panic::catch_unwind(|| svc.get("/gettime", &[]).status);
+            match answer {
+                Ok(status) => break status,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(_) => panic!(
+                    "round {round}: not serving 10 s after the flood: {:#?}",
+                    svc.logs()
+                ),
+            }
+        };
+        assert_eq!(status, 200, "round {round}");
+    }
+    let logs = svc.logs().join("\n");
+    assert!(logs.contains("accepting on a new server"), "{logs}");
+    let (status, _) = svc.terminate(Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+}
+
+/// From the first SIGTERM, new connections are refused while queued requests finish; a
+/// second SIGTERM within a second (as `timeout(1)` sends) does not skip the drain (issue 13,
+/// item 8).
+#[test]
+fn shutdown_refuses_new_connections_and_a_double_sigterm_still_drains() {
+    let agent = Agent::new();
+    let (downstream, arrived) = slow_downstream(Duration::from_millis(800));
+    let url = format!("http://{downstream}/slow");
+    let service = Service::start(
+        agent.port(),
+        &[("DOWNSTREAM_URL", url.as_str()), ("WORKERS", "1")],
+    );
+    let addr = service.addr;
+    let chain = std::thread::spawn(move || {
+        let mut conn = KeepAlive::connect(addr).expect("connect");
+        conn.get("/chain", "")
+    });
+    arrived
+        .recv_timeout(WAIT)
+        .expect("the /chain call reached the downstream");
+    let pid = service.pid() as libc::pid_t;
+    for _ in 0..2 {
+        // SAFETY: kill with a pid we started and a standard signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    assert_eq!(
+        refused.as_ref().map_err(|e| e.kind()).err(),
+        Some(ErrorKind::ConnectionRefused),
+        "during the drain: {refused:?}"
+    );
+    match chain.join().unwrap() {
+        Outcome::Complete { status: 200, .. } => {}
+        other => panic!("the request in flight: {other:?}"),
+    }
+    let (status, logs) = service.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{logs:#?}");
+}

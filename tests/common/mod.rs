@@ -27,7 +27,32 @@ impl Service {
     /// Starts the binary with `env` on top of loopback defaults (HOST, PORT=0, agent
     /// 127.0.0.1:`agent_port`, flush 50ms, RUST_LOG=info), and waits until it listens.
     pub fn start(agent_port: u16, env: &[(&str, &str)]) -> Service {
+        Service::start_with_open_files(agent_port, env, None)
+    }
+
+    /// As `start`, with both limits on open files set to `open_files` when given.
+    pub fn start_with_open_files(
+        agent_port: u16,
+        env: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_myhelloworld"));
+        if let Some(n) = open_files {
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads only the struct we own.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.env_clear()
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
@@ -112,9 +137,14 @@ impl Service {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.
-    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+    pub fn terminate(self, timeout: Duration) -> (ExitStatus, Vec<String>) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the process to exit on its own; its status and every stderr line.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -122,10 +152,7 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(50));
                 return (status, self.logs());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {timeout:?} of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "no exit within {timeout:?}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
