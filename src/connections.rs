@@ -17,13 +17,13 @@
 //! its thread close the connection. It inspects and shuts down its own duplicate of the
 //! descriptor, so a descriptor number reused meanwhile by a new connection is never touched.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_millis(500);
@@ -151,6 +151,12 @@ pub struct Stats {
     /// Requests never released to tiny_http (see `server`): each holds a thread and two
     /// descriptors for the life of the process.
     pub parked: AtomicU64,
+    /// Connections closed but held by a tiny_http thread that will never release them (one
+    /// deadlocked on an HTTP/2.0 request line, a parked request), at the last look.
+    pub stuck: AtomicU64,
+    /// Whether so many are stuck that only a restart gives their threads and descriptors
+    /// back.
+    pub unhealthy: AtomicBool,
 }
 
 /// Starts the watchdog over the connections accepted on `listening`, with the connection
@@ -206,15 +212,53 @@ fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result
     std::thread::Builder::new()
         .name("connections".into())
         .spawn(move || {
+            let mut lingering = Lingering::default();
             loop {
                 std::thread::sleep(TICK);
                 match scan(listening) {
-                    Ok(conns) => enforce(&conns, &limits, &stats),
+                    Ok(found) => {
+                        enforce(&found.open, &limits, &stats);
+                        // Longer than any request may take (a /chain call included).
+                        let stuck = lingering.update(
+                            &found.lingering,
+                            limits.request_timeout,
+                            Instant::now(),
+                        );
+                        stats.stuck.store(stuck as u64, Relaxed);
+                        stats
+                            .unhealthy
+                            .store(stuck >= stuck_limit(&limits), Relaxed);
+                    }
                     Err(e) => log::warn!("cannot list connections: {e}"),
                 }
             }
         })?;
     Ok(())
+}
+
+/// Stuck connections past which the process reports itself unhealthy (`GET /healthz` 503),
+/// so that the kubelet's liveness probe restarts it: a quarter of the connections it can
+/// hold are gone for good.
+fn stuck_limit(limits: &Limits) -> usize {
+    (limits.max_connections / 4).max(1)
+}
+
+/// Sockets closed but still held open, by inode, with when each was first seen so.
+#[derive(Debug, Default)]
+struct Lingering(HashMap<u64, Instant>);
+
+impl Lingering {
+    /// Takes one look's lingering sockets; returns how many have lingered `after` or longer.
+    fn update(&mut self, seen: &[u64], after: Duration, now: Instant) -> usize {
+        self.0.retain(|inode, _| seen.contains(inode));
+        for &inode in seen {
+            self.0.entry(inode).or_insert(now);
+        }
+        self.0
+            .values()
+            .filter(|&&since| now - since >= after)
+            .count()
+    }
 }
 
 fn enforce(conns: &[(Socket, Observed)], limits: &Limits, stats: &Stats) {
@@ -267,10 +311,11 @@ fn dup(fd: RawFd) -> Option<OwnedFd> {
     (dup >= 0).then(|| unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
-/// Every socket accepted on `listening`, once each (tiny_http holds each connection through
-/// two descriptors), with our duplicate of it. Lazy, so that a caller that drops each
-/// duplicate holds one extra descriptor at a time, never one per connection.
-fn accepted(listening: SocketAddr) -> io::Result<impl Iterator<Item = (Socket, OwnedFd)>> {
+/// Every socket on `listening`'s address (accepted connections, and the listening socket and
+/// its duplicates), once each (tiny_http holds each connection through two descriptors),
+/// with our duplicate of it. Lazy, so that a caller that drops each duplicate holds one extra
+/// descriptor at a time, never one per connection.
+fn on_port(listening: SocketAddr) -> io::Result<impl Iterator<Item = (Socket, OwnedFd)>> {
     // Listed whole first, so that the duplicates made below are not listed too.
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -282,23 +327,46 @@ fn accepted(listening: SocketAddr) -> io::Result<impl Iterator<Item = (Socket, O
         let ours = local_addr(dup.as_raw_fd()).is_some_and(|local| {
             local.port() == listening.port()
                 && (listening.ip().is_unspecified() || local.ip() == listening.ip())
-        }) && peer_addr(dup.as_raw_fd()).is_some();
+        });
         ours.then_some((Socket { fd, inode }, dup))
     }))
 }
 
-/// Every open connection accepted on `listening`, with what the kernel says about it.
-fn scan(listening: SocketAddr) -> io::Result<Vec<(Socket, Observed)>> {
-    Ok(accepted(listening)?
-        .filter_map(|(socket, dup)| Some((socket, tcp_info(dup.as_raw_fd())?)))
-        .collect())
+/// What one look finds.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Every open connection, with what the kernel says about it.
+    open: Vec<(Socket, Observed)>,
+    /// Connections closed (by either side) whose descriptors are still held: by a tiny_http
+    /// thread that will never release them, if they stay.
+    lingering: Vec<u64>,
+}
+
+fn scan(listening: SocketAddr) -> io::Result<Scan> {
+    let mut found = Scan::default();
+    for (socket, dup) in on_port(listening)? {
+        let Some(info) = kernel_tcp_info(dup.as_raw_fd()) else {
+            continue;
+        };
+        match info.tcpi_state {
+            TCP_LISTEN => {}
+            // One the client half-closed still has a request to answer.
+            TCP_ESTABLISHED | TCP_CLOSE_WAIT => {
+                if let Some(observed) = observe(dup.as_raw_fd(), &info) {
+                    found.open.push((socket, observed));
+                }
+            }
+            _ => found.lingering.push(socket.inode),
+        }
+    }
+    Ok(found)
 }
 
 /// Our own duplicate of the connection from `peer` accepted on `listening`, for the server to
 /// shut down a connection tiny_http would otherwise keep reading. Shutting it down ends the
 /// connection for every descriptor of the socket, tiny_http's included.
 pub fn find(listening: SocketAddr, peer: SocketAddr) -> Option<TcpStream> {
-    accepted(listening)
+    on_port(listening)
         .ok()?
         .find(|(_, dup)| peer_addr(dup.as_raw_fd()) == Some(peer))
         .map(|(_, dup)| TcpStream::from(dup))
@@ -379,13 +447,7 @@ pub fn accept_queue(listener: &TcpListener) -> Option<u32> {
     (info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
 }
 
-fn tcp_info(fd: RawFd) -> Option<Observed> {
-    let info = kernel_tcp_info(fd)?;
-    // Connections already shut down (ours, closing) are no longer counted; one the client
-    // half-closed (CLOSE_WAIT) still has a request to answer.
-    if ![TCP_ESTABLISHED, TCP_CLOSE_WAIT].contains(&info.tcpi_state) {
-        return None;
-    }
+fn observe(fd: RawFd, info: &libc::tcp_info) -> Option<Observed> {
     let mut queued: libc::c_int = 0;
     // SAFETY: FIONREAD writes the receive queue's length into the int we own.
     if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
@@ -592,6 +654,37 @@ mod tests {
     }
 
     #[test]
+    fn sockets_that_linger_past_the_limit_are_stuck() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Lingering::default();
+        assert_eq!(l.update(&[1, 2], s(10), t0), 0);
+        assert_eq!(l.update(&[1, 2, 3], s(10), t0 + s(9)), 0);
+        assert_eq!(
+            l.update(&[1, 2, 3], s(10), t0 + s(10)),
+            2,
+            "1 and 2 since t0"
+        );
+        assert_eq!(
+            l.update(&[2, 3], s(10), t0 + s(11)),
+            1,
+            "1 was closed at last"
+        );
+        assert_eq!(
+            l.update(&[1, 3], s(10), t0 + s(12)),
+            0,
+            "1 again is new: inode reused"
+        );
+        assert_eq!(l.update(&[1, 3], s(10), t0 + s(19)), 1, "3 since t0 + 9 s");
+        assert_eq!(stuck_limit(&LIMITS), 1);
+        let many = Limits {
+            max_connections: 512,
+            ..LIMITS
+        };
+        assert_eq!(stuck_limit(&many), 128);
+    }
+
+    #[test]
     fn accept_queue_counts_connections_not_yet_accepted() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -611,7 +704,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let found = scan(addr).unwrap();
+        let found = scan(addr).unwrap().open;
         assert_eq!(
             found.len(),
             1,
@@ -621,23 +714,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         client.write_all(b"x").unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        assert!(scan(addr).unwrap()[0].1.unread, "arrived, not read");
+        assert!(scan(addr).unwrap().open[0].1.unread, "arrived, not read");
         let mut byte = [0];
         server.read_exact(&mut byte).unwrap();
-        let o = scan(addr).unwrap()[0].1;
+        let o = scan(addr).unwrap().open[0].1;
         assert!(!o.unread, "{o:?}");
         assert!(o.since_recv < Duration::from_millis(200), "{o:?}");
         assert!(o.since_sent >= Duration::from_millis(250), "{o:?}");
         assert!(o.waiting());
         server.write_all(b"y").unwrap();
         client.read_exact(&mut byte).unwrap();
-        let o = scan(addr).unwrap()[0].1;
+        let o = scan(addr).unwrap().open[0].1;
         assert!(o.answered && !o.waiting(), "{o:?}");
         // Found by its peer; shutting our duplicate down ends the connection for its owner.
         let peer = client.local_addr().unwrap();
         assert!(find(addr, addr).is_none(), "no connection from that peer");
         let found = find(addr, peer).unwrap();
         found.shutdown(std::net::Shutdown::Both).unwrap();
+        // Closed, still held open (by `server` here): lingering, no longer open.
+        let after = scan(addr).unwrap();
+        assert!(after.open.is_empty(), "{after:?}");
+        assert_eq!(after.lingering.len(), 1, "{after:?}");
         assert_eq!(server.read(&mut byte).unwrap(), 0);
         assert_eq!(client.read(&mut byte).unwrap(), 0);
     }

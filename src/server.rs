@@ -327,6 +327,14 @@ impl Service {
         if refusal.is_some() || !route.traced() {
             let reply = match (refusal, route, &method) {
                 (Some(r), _, _) => Reply::text(r.status, format!("{} {}\n", r.status, r.reason)),
+                (None, Route::Healthz, Method::Get | Method::Head)
+                    if self.conn_stats.unhealthy.load(Ordering::Relaxed) =>
+                {
+                    Reply::text(
+                        503,
+                        "503 too many connections stuck in tiny_http: restart me\n",
+                    )
+                }
                 (None, Route::Metrics, Method::Get | Method::Head) => Reply {
                     content_type: "text/plain; version=0.0.4; charset=utf-8",
                     ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))

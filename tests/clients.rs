@@ -481,3 +481,44 @@ fn a_huge_declared_body_costs_no_memory() {
         Some(0.0)
     );
 }
+
+/// tiny_http deadlocks the connection thread of an HTTP/2.0 request line (it writes its 505
+/// behind the request it has not released): nothing from outside can free that thread and
+/// its two descriptors. The watchdog closes the client side at the request timeout, counts
+/// the connection as stuck once it has stayed held that long again, and past a quarter of
+/// the connection limit /healthz answers 503 so that the liveness probe restarts the process
+/// (issue 13, item 3).
+#[test]
+fn connections_tiny_http_holds_for_good_are_counted_and_fail_the_health_check() {
+    let agent = Agent::new();
+    let svc = Service::start(
+        agent.port(),
+        &[
+            ("HTTP_REQUEST_TIMEOUT", "1s"),
+            ("HTTP_MAX_CONNECTIONS", "8"),
+        ],
+    );
+    assert_eq!(svc.get("/healthz", &[]).status, 200);
+    let mut deadlocked: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(svc.addr);
+            s.write_all(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    for s in &mut deadlocked {
+        // Closed by the request timeout, never answered.
+        assert_eq!(statuses(&until_closed(s, "HTTP/2.0")), Vec::<u16>::new());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc.get("/healthz", &[]).status == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still healthy: {:?}",
+            svc.metric("myhelloworld_http_connections_stuck")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(svc.metric("myhelloworld_http_connections_stuck"), Some(2.0));
+    assert_eq!(svc.get("/gettime", &[]).status, 200, "still serving");
+}
