@@ -214,6 +214,6 @@ expect_trace "chain-$provider-context" "$jaeger/api/traces/$chain_id" "${backend
 
 log "PASSED ($provider provider): 4 traces, each through the ingress gateway, the sidecar(s) and the app(s)"
 if [ "${KEEP_CLUSTER:-}" = 1 ]; then
-  log "Jaeger UI: kubectl --kubeconfig $cluster.kubeconfig -n observability port-forward svc/jaeger-query 16686:16686"
+  log "Jaeger UI (kubeconfig: see below): kubectl --kubeconfig $cluster.kubeconfig -n observability port-forward svc/jaeger-query 16686:16686"
   log "  then http://127.0.0.1:16686/trace/$chain_id (and $gettime_id)"
 fi
