@@ -42,9 +42,11 @@
             # One fixed-output fetch per crate, keyed by the checksums in Cargo.lock:
             # no vendor hash to keep in sync (only git dependencies would need outputHashes).
             cargoLock.lockFile = ./Cargo.lock;
-            # `cargo test` runs in the build. The Linux sandbox has its own loopback, so tests that
-            # bind 127.0.0.1 (TCP or UDP) work there. Tests needing chroot/unshare or network
-            # would not; skip only those with checkFlags = [ "--skip" "name" ] (none so far).
+            # `cargo test` runs in the build (nixpkgs' cargoCheckHook: release profile, the musl
+            # target, --frozen), in a sandbox with loopback only and no /etc/resolv.conf. .ci/run
+            # runs that same command under the same conditions (tests/nix-sandbox.sh), so a test
+            # that needs more (DNS, another host) fails in CI first. What needs chroot/unshare
+            # stays out of `cargo test` (tests/distroless.sh). No test is skipped.
             doCheck = true;
             meta = {
               inherit (crate) description;

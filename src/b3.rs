@@ -1,8 +1,8 @@
 //! B3 trace context, parsed and written by hand.
 //!
-//! Rules: <https://github.com/openzipkin/b3-propagation> (summarised in
-//! `../shared/reference/b3.md`). Everything here is pure: headers in, values out, no I/O and
-//! no heap allocation, so it can sit on the request path and be tested exhaustively.
+//! Rules: <https://github.com/openzipkin/b3-propagation>. Everything here is pure: headers in,
+//! values out, no I/O and no heap allocation, so it can sit on the request path and be tested
+//! exhaustively.
 //!
 //! Extraction follows OpenTelemetry's B3 propagator: the single `b3` header wins when it is
 //! valid; a malformed `b3` falls back to the multiple `x-b3-*` headers; a malformed value in an

@@ -3,19 +3,13 @@
 # library (PyPI `thrift`) decodes what the service sends to a stand-in agent on loopback, and
 # tests/apache_thrift_check.py checks every field against jaeger.thrift and the requests made.
 # The unit tests in src/jaeger_thrift.rs compare our encoder with thrift_codec; this is the
-# independent check. Needs python3 with venv; installs `thrift` into .venv (PyPI).
+# independent check. Needs python3 with venv; installs `thrift` into .venv (tests/venv.sh).
 # Prints `apache thrift: N datagrams, M spans decoded, all checks passed`; exits non-zero on
 # any failure. Takes a few seconds after the build; the whole check is cut at 60 s.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-thrift_version=0.22.0
-
-if [ ! -x "$root/.venv/bin/python" ]; then
-  python3 -m venv "$root/.venv"
-fi
-"$root/.venv/bin/pip" install -q --disable-pip-version-check "thrift==$thrift_version"
-py=$root/.venv/bin/python
+py=$(bash "$root/tests/venv.sh")/python
 
 cd "$root"
 cargo build --quiet --bin myhelloworld
@@ -28,8 +22,8 @@ bin=${CARGO_TARGET_DIR:-$root/target}/debug/myhelloworld
 # The checker runs in the background so that a signal to this script reaches the trap at
 # once; the checker kills the service when it is stopped (and the kernel does if it dies).
 checker=
-# Run through the trap, which shellcheck 0.9 does not see:
-# shellcheck disable=SC2317
+# Run through the trap, which shellcheck does not see:
+# shellcheck disable=SC2329
 cleanup() {
   if [ -n "$checker" ] && kill -0 "$checker" 2>/dev/null; then
     kill -TERM "$checker" 2>/dev/null || true

@@ -13,8 +13,8 @@
 # DISTROLESS_EXE=path skips the build and checks that binary instead (e.g. the Nix-built musl one).
 # Needs root (unshare, chroot), cargo, readelf (binutils), curl, python3. Everything listens on
 # 127.0.0.1 only; every wait is bounded. Prints ok/FAIL per check and "N passed, N failed".
-# Functions run through trap and poll look unreachable to shellcheck 0.9:
-# shellcheck disable=SC2317
+# Functions run only through trap and poll look never invoked to shellcheck:
+# shellcheck disable=SC2329
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

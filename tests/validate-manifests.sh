@@ -1,22 +1,17 @@
 #!/usr/bin/env bash
 # Validates every YAML under k8s/ (recursively) and the e2e's kind config, offline:
-# 1. shared/istio/validate_istio.py: Istio kinds against Istio's CRD schemas (+ CEL rules),
-#    Kubernetes kinds against the Kubernetes schema of the version the e2e's kind node runs;
-# 2. tests/check_other_kinds.py: the documents step 1 skips (IstioOperator, kind Cluster), and
-#    references between files.
-# Needs python3 with venv; installs ../shared/istio/requirements.txt into .venv (PyPI).
+# 1. tests/manifests/validate_istio.py: Istio kinds against Istio's CRD schemas (+ CEL rules,
+#    tests/manifests/crd-all.gen.yaml), Kubernetes kinds against the Kubernetes schema of the
+#    version the e2e's kind node runs;
+# 2. tests/manifests/check_other_kinds.py: the documents step 1 skips (IstioOperator, kind
+#    Cluster), and references between files.
+# Needs python3 with venv; installs tests/requirements.txt into .venv (tests/venv.sh).
 # Prints one line per check and `N passed, N failed`; exits non-zero on any failure.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-shared=$root/../shared
 k8s_version=1.35 # kindest/node:v1.35.0, the e2e's node image (tests/e2e/run.sh)
-
-if [ ! -x "$root/.venv/bin/python" ]; then
-  python3 -m venv "$root/.venv"
-fi
-"$root/.venv/bin/pip" install -q --disable-pip-version-check -r "$shared/istio/requirements.txt"
-py=$root/.venv/bin/python
+py=$(bash "$root/tests/venv.sh")/python
 
 cd "$root"
 files=()
@@ -54,8 +49,8 @@ run() {
   fi
 }
 
-run "$shared/istio/validate_istio.py" --cel --k8s-version "$k8s_version" "${files[@]}"
-run "$root/tests/check_other_kinds.py" --k8s-version "$k8s_version" "${skipped[@]}" "${files[@]}"
+run "$root/tests/manifests/validate_istio.py" --cel --k8s-version "$k8s_version" "${files[@]}"
+run "$root/tests/manifests/check_other_kinds.py" --k8s-version "$k8s_version" "${skipped[@]}" "${files[@]}"
 
 if [ $((passed + failed)) -eq 0 ]; then
   echo "no check ran" >&2

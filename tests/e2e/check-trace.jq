@@ -12,10 +12,10 @@
 # for Istio's proxies. Prints a one-line summary, or stops at the first failed check with
 # error("reason") (jq exit status 5).
 
+include "trace" {search: "./"};
+
 def arg($name): $ARGS.named[$name] // "";
 def check(cond; reason): if cond then . else error(reason) end;
-def tag($key): first(.tags[]? | select(.key == $key) | .value) // null;
-def parent: first(.references[]? | select(.refType == "CHILD_OF") | .spanID) // null;
 def of($service): map(select(.service == $service));
 def kind($k): map(select(tag("span.kind") == $k));
 # The spans up the CHILD_OF chain of the input span, nearest first, as far as they are in the
@@ -37,8 +37,7 @@ arg("app") as $app | arg("sidecar") as $sidecar | arg("gateway") as $gateway
 
 | check((.data | type) == "array" and (.data | length) > 0;
         "no trace in the response\(if .errors then ": " + (.errors | tostring) else "" end)")
-# every span, with its process's service name
-| [.data[] | .processes as $processes | .spans[] | . + {service: $processes[.processID].serviceName}] as $spans
+| spans as $spans
 | ($spans | map(.traceID) | unique) as $ids
 | check($ids | length == 1; "expected exactly one trace id, found \($ids | length): \($ids | join(", "))")
 | $ids[0] as $id

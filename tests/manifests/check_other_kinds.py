@@ -11,8 +11,10 @@
   - kind Cluster (kind.x-k8s.io/v1alpha4): field names and enums against kubernetes-sigs/kind
     pkg/apis/config/v1alpha4/types.go.
   Any other kind fails: nothing would have checked it.
-* Cross-file references over all FILEs: the Zipkin provider, the Telemetry's provider, the kind
-  port mapping, JAEGER_AGENT_HOST/PORT, DOWNSTREAM_URL and Ingress backends point at things that exist.
+* Cross-file references over all FILEs: the tracing providers' collector Services and ports (with
+  the protocol Istio infers from the port name), the default tracing providers, the Telemetries'
+  providers, the kind port mapping, JAEGER_AGENT_HOST/PORT, DOWNSTREAM_URL and Ingress backends
+  point at things that exist.
 
 Prints `OK      what` or `INVALID what` plus reasons, one per check. Exit 1 on any INVALID.
 """
@@ -39,14 +41,21 @@ IOP_K8S = {"affinity", "env", "hpaSpec", "imagePullPolicy", "nodeSelector", "pod
 IOP_K8S_POD = {"affinity", "nodeSelector", "priorityClassName", "securityContext", "tolerations", "volumes"}
 IOP_K8S_CONTAINER = {"env", "imagePullPolicy", "readinessProbe", "resources", "volumeMounts"}
 # istio/api mesh/v1alpha1/config.proto (JSON names), the part of MeshConfig this project may use
-MESH = {"enableTracing", "defaultConfig", "extensionProviders", "accessLogFile",
+MESH = {"enableTracing", "defaultConfig", "extensionProviders", "defaultProviders", "accessLogFile",
         "accessLogFormat", "accessLogEncoding", "outboundTrafficPolicy", "ingressClass", "ingressService",
         "ingressControllerMode", "ingressSelector", "rootNamespace", "trustDomain", "enableAutoMtls"}
 PROXY_CONFIG = {"tracing"}  # mesh/v1alpha1/proxy.proto: only what is used here
 PROVIDERS = {"envoyExtAuthzHttp", "envoyExtAuthzGrpc", "zipkin", "lightstep", "datadog", "stackdriver", "opencensus",
              "skywalking", "opentelemetry", "prometheus", "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls",
              "envoyOtelAls"}
-ZIPKIN = {"service": str, "port": int, "maxTagLength": int, "enable64bitTraceId": bool}
+# The tracing providers used here, every field of Istio 1.30.3's config.proto (JSON names, types)
+ZIPKIN = {"service": str, "port": int, "maxTagLength": int, "enable64bitTraceId": bool, "path": str,
+          "traceContextOption": str, "timeout": str, "headers": list}
+ZIPKIN_TRACE_CONTEXT = {"USE_B3", "USE_B3_WITH_W3C_PROPAGATION"}
+OPENTELEMETRY = {"service": str, "port": int, "maxTagLength": int, "http": dict, "grpc": dict,
+                 "resourceDetectors": dict, "serviceAttributeEnrichment": str, "dynatraceSampler": dict}
+TRACERS = {"zipkin": ZIPKIN, "opentelemetry": OPENTELEMETRY}
+DEFAULT_PROVIDERS = {"tracing", "metrics", "accessLogging"}
 
 # kubernetes-sigs/kind pkg/apis/config/v1alpha4/types.go
 KIND_CLUSTER = {"kind", "apiVersion", "name", "nodes", "networking", "featureGates", "runtimeConfig",
@@ -99,12 +108,19 @@ def check_mesh(mesh, path):
         if not p.get("name") or len(kinds) != 1 or not kinds <= PROVIDERS:
             errs.append("%s: needs a name and exactly one provider of %s" % (ppath, sorted(PROVIDERS)))
             continue
-        if "zipkin" in p:
-            z = p["zipkin"]
-            errs += unknown(z, set(ZIPKIN), ppath + ".zipkin")
-            errs += ["%s.zipkin.%s: expected %s" % (ppath, k, t.__name__)
-                     for k, t in ZIPKIN.items() if k in z and type(z[k]) is not t]
-            errs += ["%s.zipkin.%s: required" % (ppath, k) for k in ("service", "port") if k not in z]
+        for kind, fields in TRACERS.items():
+            if kind in p:
+                t, tpath = p[kind], "%s.%s" % (ppath, kind)
+                errs += unknown(t, set(fields), tpath)
+                errs += ["%s.%s: expected %s" % (tpath, k, f.__name__)
+                         for k, f in fields.items() if k in t and type(t[k]) is not f]
+                errs += ["%s.%s: required" % (tpath, k) for k in ("service", "port") if k not in t]
+                if kind == "zipkin" and t.get("traceContextOption", "USE_B3") not in ZIPKIN_TRACE_CONTEXT:
+                    errs.append("%s.traceContextOption: one of %s" % (tpath, sorted(ZIPKIN_TRACE_CONTEXT)))
+    defaults = mesh.get("defaultProviders", {})
+    errs += unknown(defaults, DEFAULT_PROVIDERS, path + ".defaultProviders")
+    errs += ["%s.defaultProviders.%s: expected a list of names" % (path, k) for k, v in defaults.items()
+             if not (isinstance(v, list) and all(isinstance(n, str) for n in v))]
     return errs
 
 
@@ -182,22 +198,32 @@ def cross_checks(docs):
     providers = {p["name"]: p for iop in iops
                  for p in iop["spec"].get("meshConfig", {}).get("extensionProviders", [])}
 
+    # name -> (tracer kind, its settings) of every tracing provider
+    tracers = {name: (kind, p[kind]) for name, p in providers.items() for kind in TRACERS if kind in p}
     errs = []
-    for name, p in providers.items():
-        if "zipkin" in p:
-            z = p["zipkin"]
-            svc = fqdn_service(z["service"])
-            port = svc and service_port(docs, svc[0], svc[1], z["port"])
-            if not port:
-                errs.append("provider %s: no Service port for %s:%s" % (name, z["service"], z["port"]))
-            elif not port.get("name", "").startswith("http"):
-                errs.append("provider %s: Service port %s must be named http-* for Istio" % (name, port.get("name")))
-    yield "zipkin provider -> Jaeger collector Service", errs
+    for name, (kind, t) in tracers.items():
+        # Istio picks the protocol from the port name: Zipkin and OTLP/HTTP post HTTP, OTLP/gRPC needs HTTP/2.
+        prefix = "grpc" if kind == "opentelemetry" and "http" not in t else "http"
+        svc = fqdn_service(t["service"])
+        port = svc and service_port(docs, svc[0], svc[1], t["port"])
+        if not port:
+            errs.append("provider %s: no Service port for %s:%s" % (name, t["service"], t["port"]))
+        elif not port.get("name", "").startswith(prefix):
+            errs.append("provider %s: Service port %s must be named %s-* for Istio" % (name, port.get("name"), prefix))
+    yield "tracing providers -> Jaeger collector Service ports", errs
 
-    errs = ["Telemetry %s: provider %s is not in meshConfig.extensionProviders" % (t["metadata"]["name"], p["name"])
-            for t in by_kind.get("Telemetry", []) for tr in t["spec"].get("tracing", [])
-            for p in tr.get("providers", []) if p["name"] not in providers]
-    yield "Telemetry providers -> meshConfig.extensionProviders", errs
+    defaults = [n for iop in iops for n in iop["spec"].get("meshConfig", {}).get("defaultProviders", {}).get("tracing", [])]
+    errs = ["defaultProviders.tracing: %s is no tracing provider of meshConfig.extensionProviders" % n
+            for n in defaults if n not in tracers]
+    for t in by_kind.get("Telemetry", []):
+        for tr in t["spec"].get("tracing", []):
+            named = [p["name"] for p in tr.get("providers", [])]
+            errs += ["Telemetry %s: provider %s is not in meshConfig.extensionProviders" % (t["metadata"]["name"], n)
+                     for n in named if n not in tracers]
+            if not named and not defaults:
+                errs.append("Telemetry %s names no provider and meshConfig.defaultProviders.tracing is unset"
+                            % t["metadata"]["name"])
+    yield "default and Telemetry tracing providers -> meshConfig.extensionProviders", errs
 
     node_ports = {p.get("nodePort") for iop in iops for g in iop["spec"].get("components", {}).get("ingressGateways", [])
                   for p in g.get("k8s", {}).get("service", {}).get("ports", [])} - {None}
