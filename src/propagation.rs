@@ -61,6 +61,20 @@ pub struct Context {
     pub sampling: Sampling,
 }
 
+impl Context {
+    /// The context of a caller's span whose own parent is not known (W3C's `parent-id`).
+    pub fn of_span(trace_id: TraceId, span_id: u64, sampling: Sampling) -> Context {
+        Context {
+            ids: Some(SpanIds {
+                trace_id,
+                span_id,
+                parent_id: None,
+            }),
+            sampling,
+        }
+    }
+}
+
 impl Default for Context {
     fn default() -> Self {
         Context {
@@ -267,17 +281,6 @@ mod tests {
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const B3: &str = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0";
 
-    fn ctx(trace_id: TraceId, span_id: u64, sampling: Sampling) -> Context {
-        Context {
-            ids: Some(SpanIds {
-                trace_id,
-                span_id,
-                parent_id: None,
-            }),
-            sampling,
-        }
-    }
-
     fn formats(v: &str) -> Formats {
         Formats::parse(v).unwrap()
     }
@@ -317,8 +320,8 @@ mod tests {
     /// Which context wins, for each enabled list and header set.
     #[test]
     fn precedence_and_fall_through() {
-        let w3c = ctx(T128, 0x00f067aa0ba902b7, Sampling::Accept);
-        let b3 = ctx(B3_TRACE, 0xe457b5a2e4d86bd1, Sampling::Deny);
+        let w3c = Context::of_span(T128, 0x00f067aa0ba902b7, Sampling::Accept);
+        let b3 = Context::of_span(B3_TRACE, 0xe457b5a2e4d86bd1, Sampling::Deny);
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Context, Option<Format>);
         let cases: &[Case] = &[
             (

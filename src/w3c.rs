@@ -146,14 +146,7 @@ pub fn parse_traceparent(value: &str) -> Result<Context, Malformed> {
     } else {
         Sampling::Deny
     };
-    Ok(Context {
-        ids: Some(SpanIds {
-            trace_id,
-            span_id,
-            parent_id: None,
-        }),
-        sampling,
-    })
+    Ok(Context::of_span(trace_id, span_id, sampling))
 }
 
 /// Validates the `tracestate` lines of a request (combined in order, as RFC 7230 joins
@@ -283,36 +276,27 @@ mod tests {
         low: 0xa3ce929d0e0e4736,
     };
 
-    fn ctx(trace_id: TraceId, span_id: u64, sampling: Sampling) -> Context {
-        Context {
-            ids: Some(SpanIds {
-                trace_id,
-                span_id,
-                parent_id: None,
-            }),
-            sampling,
-        }
-    }
+    use Context as C;
 
     /// The examples of the Recommendation (§3.2.2.*, §3.2.4) and every `traceparent` form of
     /// the w3c/trace-context test suite (test/test.py), valid and invalid.
     #[test]
     fn traceparent_cases() {
         use Malformed as M;
-        let suite = |s| ctx(SUITE, 0x1234567890123456, s);
+        let suite = |s| C::of_span(SUITE, 0x1234567890123456, s);
         let cases: &[(&str, Result<Context, Malformed>)] = &[
             // The spec's examples: sampled and not.
             (
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                Ok(ctx(SPEC, 0x00f067aa0ba902b7, Sampling::Accept)),
+                Ok(C::of_span(SPEC, 0x00f067aa0ba902b7, Sampling::Accept)),
             ),
             (
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-                Ok(ctx(SPEC, 0x00f067aa0ba902b7, Sampling::Deny)),
+                Ok(C::of_span(SPEC, 0x00f067aa0ba902b7, Sampling::Deny)),
             ),
             (
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                Ok(ctx(
+                Ok(C::of_span(
                     TraceId {
                         high: 0x0af7651916cd43dd,
                         low: 0x8448eb211c80319c,
@@ -333,7 +317,7 @@ mod tests {
             // A 64-bit id padded to 128 bits is kept as 64-bit (high half zero).
             (
                 "00-0000000000000000463ac35c9f6413ad-1234567890123456-01",
-                Ok(ctx(
+                Ok(C::of_span(
                     TraceId {
                         high: 0,
                         low: 0x463ac35c9f6413ad,
@@ -491,7 +475,7 @@ mod tests {
     #[test]
     fn header_cases() {
         const TP: &str = "00-12345678901234567890123456789012-1234567890123456-01";
-        let suite = ctx(SUITE, 0x1234567890123456, Sampling::Accept);
+        let suite = C::of_span(SUITE, 0x1234567890123456, Sampling::Accept);
         for name in ["traceparent", "TraceParent", "TrAcEpArEnT", "TRACEPARENT"] {
             let got = extract_pairs(&[(name, TP)]).unwrap().unwrap();
             assert_eq!(got.context, suite, "{name}");

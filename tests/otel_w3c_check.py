@@ -14,19 +14,16 @@ the caller's tracestate unchanged.
 Everything is loopback and bounded in time; the service is killed on any failure.
 """
 
-import ctypes
 import http.client
 import http.server
-import os
 import queue
 import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
+from check_support import CheckFailed, check, exit_on_signals, start_service
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
@@ -42,23 +39,6 @@ SPAN_LINE = re.compile(
     r'flags=(\d+) operation="([^"]*)"'
 )
 ACCESS_LINE = re.compile(r"GET /chain 200 .* trace_id=([0-9a-f]+) span_id=([0-9a-f]{16}) sampled=(\w+)")
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise CheckFailed(what)
-
-
-def set_parent_death_signal():
-    """In the child: SIGKILL when the thread that started it dies (Linux; best effort)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Downstream(http.server.BaseHTTPRequestHandler):
@@ -110,32 +90,6 @@ def cases():
         ("child of a remote parent, with tracestate", *otel_headers(ALWAYS_ON, remote)),
         ("32 tracestate members", *otel_headers(ALWAYS_ON, crowded)),
     ]
-
-
-def start_service(binary, agent_port, downstream_port):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOST": "127.0.0.1",
-        "PORT": "0",
-        "WORKERS": "2",
-        "JAEGER_AGENT_HOST": "127.0.0.1",
-        "JAEGER_AGENT_PORT": str(agent_port),
-        "JAEGER_REPORTER_LOG_SPANS": "true",
-        "JAEGER_REPORTER_FLUSH_INTERVAL": "50ms",
-        "JAEGER_PROPAGATION": "w3c",
-        "DOWNSTREAM_URL": f"http://127.0.0.1:{downstream_port}/downstream",
-        "RUST_LOG": "info",
-    }
-    return subprocess.Popen(
-        [binary],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        preexec_fn=set_parent_death_signal,
-    )
 
 
 class Log:
@@ -231,7 +185,17 @@ def run(binary):
     threading.Thread(target=downstream.serve_forever, daemon=True).start()
     agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     agent.bind(("127.0.0.1", 0))  # spans are checked in the log; datagrams are not read
-    proc = start_service(binary, agent.getsockname()[1], downstream.server_address[1])
+    proc = start_service(
+        binary,
+        {
+            "JAEGER_AGENT_HOST": "127.0.0.1",
+            "JAEGER_AGENT_PORT": str(agent.getsockname()[1]),
+            "JAEGER_REPORTER_LOG_SPANS": "true",
+            "JAEGER_REPORTER_FLUSH_INTERVAL": "50ms",
+            "JAEGER_PROPAGATION": "w3c",
+            "DOWNSTREAM_URL": f"http://127.0.0.1:{downstream.server_address[1]}/downstream",
+        },
+    )
     log = Log(proc)
     try:
         listening = log.wait(re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), "start-up", STARTUP_TIMEOUT)
@@ -254,11 +218,7 @@ def main():
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
 
-    def stop_on_signal(signum, _frame):
-        raise SystemExit(128 + signum)  # unwinds through the `finally` that kills the service
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop_on_signal)
+    exit_on_signals()
     try:
         n = run(sys.argv[1])
     except CheckFailed as e:
