@@ -203,10 +203,9 @@ where
 {
     let headers = headers.into_iter();
     let mut incoming = Incoming::default();
-    // Parsed in precedence order; both are read whatever wins, for the tracestate and the log.
-    let mut found: Vec<(Format, Context)> = Vec::with_capacity(2);
-    let mut w3c_found = None;
-    for &format in &formats.0 {
+    // Both formats are read whatever wins: the tracestate and the debug log need them.
+    let (mut b3, mut w3c) = (None, None);
+    for format in &formats.0 {
         match format {
             Format::B3 => {
                 let h = b3::Headers::collect(headers.clone());
@@ -218,32 +217,38 @@ where
                 incoming
                     .rejected
                     .extend(e.multi_error.map(Rejected::B3Multi));
-                found.push((Format::B3, e.context));
+                b3 = Some(e.context);
             }
             Format::W3c => match w3c::extract(headers.clone()) {
-                Ok(None) => {}
-                Ok(Some(e)) => {
-                    incoming
-                        .rejected
-                        .extend(e.tracestate_error.map(Rejected::Tracestate));
-                    found.push((Format::W3c, e.context));
-                    w3c_found = Some((e.context, e.tracestate));
-                }
+                Ok(found) => w3c = found,
                 Err(e) => incoming.rejected.push(Rejected::Traceparent(e)),
             },
         }
     }
-    if let Some(&(format, context)) = found.iter().find(|(_, c)| c.ids.is_some()) {
-        incoming.context = context;
-        incoming.format = Some(format);
-    } else if let Some(&(_, bare)) = found.iter().find(|(f, _)| *f == Format::B3) {
-        incoming.context = bare;
+    let w3c_context = w3c.as_ref().map(|e| e.context);
+    let with_ids = formats.0.iter().find_map(|&format| {
+        let context = match format {
+            Format::B3 => b3,
+            Format::W3c => w3c_context,
+        };
+        context.filter(|c| c.ids.is_some()).map(|c| (format, c))
+    });
+    match with_ids {
+        Some((format, context)) => {
+            incoming.context = context;
+            incoming.format = Some(format);
+        }
+        // No ids anywhere: a bare B3 decision still counts (`b3: 0`, `x-b3-flags: 1`).
+        None => incoming.context = b3.unwrap_or_default(),
     }
-    // A tracestate belongs to its traceparent's trace: dropped if another trace is continued.
-    if let Some((context, tracestate)) = w3c_found {
+    if let Some(e) = w3c {
+        incoming
+            .rejected
+            .extend(e.tracestate_error.map(Rejected::Tracestate));
+        // A tracestate belongs to its traceparent's trace: dropped if another is continued.
         let trace = |c: Context| c.ids.map(|i| i.trace_id);
-        if trace(context) == trace(incoming.context) {
-            incoming.tracestate = tracestate;
+        if trace(e.context) == trace(incoming.context) {
+            incoming.tracestate = e.tracestate;
         }
     }
     incoming

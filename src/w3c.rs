@@ -182,21 +182,21 @@ pub fn parse_tracestate<'a>(
         members[count] = member;
         count += 1;
     }
-    let mut kept = members[..count].to_vec();
-    let len = |kept: &[&str]| {
+    let joined_len = |kept: &[&str]| {
         kept.iter()
             .map(|m| m.len() + 1)
             .sum::<usize>()
             .saturating_sub(1)
     };
-    while len(&kept) > MAX_TRACESTATE {
-        let drop = kept
+    while joined_len(&members[..count]) > MAX_TRACESTATE {
+        let drop = members[..count]
             .iter()
             .rposition(|m| m.len() > LONG_MEMBER)
-            .unwrap_or(kept.len() - 1);
-        kept.remove(drop);
+            .unwrap_or(count - 1);
+        members.copy_within(drop + 1..count, drop);
+        count -= 1;
     }
-    Ok((!kept.is_empty()).then(|| kept.join(",")))
+    Ok((count > 0).then(|| members[..count].join(",")))
 }
 
 /// The key of a valid `key=value` list member.
