@@ -1,6 +1,6 @@
 //! The HTTP server: a pool of worker threads taking requests from one blocking tiny_http
-//! server, the per-request path (trace context in → span → handler → response → access log), and the
-//! graceful stop on SIGTERM/SIGINT.
+//! server, the per-request path (trace context in → span → handler → response → access
+//! log), and the graceful stop on SIGTERM/SIGINT.
 
 use crate::connections;
 use crate::downstream::{self, Url};
