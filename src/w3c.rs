@@ -12,7 +12,7 @@
 use crate::propagation::{Context, Sampling, SpanIds, TraceId, parse_hex as hex};
 use std::fmt;
 
-/// Most list members a `tracestate` may have (§3.3.1.1).
+/// Most list members a `tracestate` may have (§3.3.1: the `list` rule, `0*31` after the first).
 pub const MAX_MEMBERS: usize = 32;
 /// Longest `tracestate` we forward, commas included: the 512 characters the spec asks every
 /// participant to propagate (§3.3.1.5).

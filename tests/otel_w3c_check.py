@@ -38,7 +38,9 @@ SPAN_LINE = re.compile(
     r"trace_id=([0-9a-f]+) span_id=([0-9a-f]{16}) parent_id=([0-9a-f]{16}) "
     r'flags=(\d+) operation="([^"]*)"'
 )
-ACCESS_LINE = re.compile(r"GET /chain 200 .* trace_id=([0-9a-f]+) span_id=([0-9a-f]{16}) sampled=(\w+)")
+ACCESS_LINE = re.compile(
+    r"GET /chain 200 .* trace_id=([0-9a-f]+) span_id=([0-9a-f]{16}) sampled=(\w+)"
+)
 
 
 class Downstream(http.server.BaseHTTPRequestHandler):
@@ -135,7 +137,10 @@ def run_case(port, log, name, otel, headers):
 
     # In: the service joined the OpenTelemetry span's trace, with its decision.
     access = log.wait(ACCESS_LINE, f"{name}: access log")
-    check(int(access.group(1), 16) == otel.trace_id, f"{name}: trace {access.group(1)} != {trace_hex}")
+    check(
+        int(access.group(1), 16) == otel.trace_id,
+        f"{name}: trace {access.group(1)} != {trace_hex}",
+    )
     check(access.group(3) == str(sampled).lower(), f"{name}: sampled={access.group(3)}")
     server_span = access.group(2)
     client_span = None
@@ -173,7 +178,10 @@ def run_case(port, log, name, otel, headers):
     check(got.span_id != otel.span_id, f"{name}: the caller's traceparent was forwarded unchanged")
     if client_span is not None:
         check(got.span_id == client_span, f"{name}: downstream parent {got.span_id:016x}")
-    check(got.trace_flags.sampled == sampled, f"{name}: downstream sampled={got.trace_flags.sampled}")
+    check(
+        got.trace_flags.sampled == sampled,
+        f"{name}: downstream sampled={got.trace_flags.sampled}",
+    )
     check(
         got.trace_state.to_header() == otel.trace_state.to_header(),
         f"{name}: tracestate {got.trace_state.to_header()!r} != {otel.trace_state.to_header()!r}",
@@ -198,7 +206,9 @@ def run(binary):
     )
     log = Log(proc)
     try:
-        listening = log.wait(re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), "start-up", STARTUP_TIMEOUT)
+        listening = log.wait(
+            re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), "start-up", STARTUP_TIMEOUT
+        )
         port = int(listening.group(1))
         all_cases = cases()
         for name, otel, headers in all_cases:
@@ -210,7 +220,9 @@ def run(binary):
         downstream.shutdown()
         agent.close()
         if sys.exc_info()[0] is not None:
-            print("the service's log:", *("  " + line for line in log.all), sep="\n", file=sys.stderr)
+            print(
+                "the service's log:", *("  " + line for line in log.all), sep="\n", file=sys.stderr
+            )
 
 
 def main():

@@ -128,7 +128,11 @@ proptest! {
     /// W3C carries the trace id whole, the span id as parent id, and accept or deny (debug
     /// is an accept; a deferred decision cannot be written and reads back as deny).
     #[test]
-    fn traceparent_round_trips(ids in span_ids(), sampling in sampling(), state in proptest::option::of("[a-z]{1,8}=[!-+]{1,8}")) {
+    fn traceparent_round_trips(
+        ids in span_ids(),
+        sampling in sampling(),
+        state in proptest::option::of("[a-z]{1,8}=[!-+]{1,8}"),
+    ) {
         let c = Context { ids: Some(ids), sampling };
         let mut written = Vec::new();
         w3c::inject(&c, state.as_deref(), &mut written);
@@ -155,6 +159,7 @@ proptest! {
         w3c::inject(&c, None, &mut written);
         let value = format!("{version:02x}{}{rest}", &written[0].1[2..]);
         let parsed = w3c::parse_traceparent(&value);
-        prop_assert_eq!(parsed.map(|p| p.ids.map(|i| (i.trace_id, i.span_id))), Ok(Some((ids.trace_id, ids.span_id))));
+        let got = parsed.map(|p| p.ids.map(|i| (i.trace_id, i.span_id)));
+        prop_assert_eq!(got, Ok(Some((ids.trace_id, ids.span_id))));
     }
 }
