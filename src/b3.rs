@@ -1,63 +1,15 @@
 //! B3 trace context, parsed and written by hand.
 //!
 //! Rules: <https://github.com/openzipkin/b3-propagation>. Everything here is pure: headers in,
-//! values out, no I/O and no heap allocation, so it can sit on the request path and be tested
-//! exhaustively.
+//! values out, no I/O; reading allocates nothing, so it can sit on the request path and be
+//! tested exhaustively. Writing makes plain strings (the outgoing request head is built anyway).
 //!
 //! Extraction follows OpenTelemetry's B3 propagator: the single `b3` header wins when it is
 //! valid; a malformed `b3` falls back to the multiple `x-b3-*` headers; a malformed value in an
 //! encoding invalidates that whole encoding (the caller then starts a new trace).
 
+use crate::propagation::{Context, Sampling, SpanIds, TraceId, parse_hex};
 use std::fmt;
-
-/// A trace id. `high == 0` means a 64-bit id (written as 16 hex digits), otherwise 128-bit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TraceId {
-    pub high: u64,
-    pub low: u64,
-}
-
-/// A sampling state as carried by B3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sampling {
-    /// No decision: the receiver decides.
-    Defer,
-    Deny,
-    Accept,
-    /// Accept, and ask every hop to keep the trace (`x-b3-flags: 1`, `b3: …-d`).
-    Debug,
-}
-
-impl Sampling {
-    /// Whether spans of this trace are recorded.
-    pub fn is_sampled(self) -> bool {
-        matches!(self, Sampling::Accept | Sampling::Debug)
-    }
-}
-
-/// The identifiers of one span.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SpanIds {
-    pub trace_id: TraceId,
-    pub span_id: u64,
-    pub parent_id: Option<u64>,
-}
-
-/// A B3 context: identifiers (absent for a bare sampling state such as `b3: 0`) and sampling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Context {
-    pub ids: Option<SpanIds>,
-    pub sampling: Sampling,
-}
-
-impl Default for Context {
-    fn default() -> Self {
-        Context {
-            ids: None,
-            sampling: Sampling::Defer,
-        }
-    }
-}
 
 /// Why a B3 encoding was rejected. Shown in a debug log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +18,6 @@ pub enum Malformed {
     SpanId,
     ParentSpanId,
     Sampled,
-    Flags,
     MissingTraceId,
     MissingSpanId,
     ParentWithoutIds,
@@ -82,7 +33,6 @@ impl fmt::Display for Malformed {
             Malformed::SpanId => "span id is not 16 lower-hex digits, or is zero",
             Malformed::ParentSpanId => "parent span id is not 16 lower-hex digits",
             Malformed::Sampled => "x-b3-sampled is not 1, 0, true or false",
-            Malformed::Flags => "x-b3-flags is not 1",
             Malformed::MissingTraceId => "x-b3-spanid without x-b3-traceid",
             Malformed::MissingSpanId => "x-b3-traceid without x-b3-spanid",
             Malformed::ParentWithoutIds => "x-b3-parentspanid without trace and span ids",
@@ -223,11 +173,12 @@ pub fn parse_multi(h: &Headers<'_>) -> Result<Context, Malformed> {
         Some("0" | "false") => Sampling::Deny,
         Some(_) => return Err(Malformed::Sampled),
     };
-    // Debug implies accept, whatever x-b3-sampled says.
+    // Debug implies accept, whatever x-b3-sampled says. The spec defines only `1`; any other
+    // value is ignored, as Brave and OpenTelemetry's B3 propagators do (py_zipkin sends `0`
+    // on every request, Finagle a bit field).
     let sampling = match h.flags {
-        None => sampled,
         Some("1") => Sampling::Debug,
-        Some(_) => return Err(Malformed::Flags),
+        _ => sampled,
     };
     let ids = match (h.trace_id, h.span_id) {
         (None, None) if h.parent_span_id.is_some() => return Err(Malformed::ParentWithoutIds),
@@ -290,183 +241,56 @@ fn parse_parent_id(s: &str) -> Result<Option<u64>, Malformed> {
     }
 }
 
-/// Exactly 16 lower-hex digits. Length is checked first, so a huge value costs nothing.
+/// Exactly 16 lower-hex digits.
 fn parse_hex64(s: &[u8]) -> Option<u64> {
-    if s.len() != 16 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        let digit = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(digit))
-    })
-}
-
-/// A fixed-capacity ASCII buffer, so that writing headers allocates nothing.
-#[derive(Clone, Copy)]
-pub struct HeaderValue<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> HeaderValue<N> {
-    fn new() -> Self {
-        HeaderValue {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    fn push_hex64(&mut self, v: u64) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 16];
-        for (i, d) in hex.iter_mut().enumerate() {
-            *d = DIGITS[(v >> (60 - 4 * i)) as usize & 0xf];
-        }
-        self.push(&hex);
-    }
-
-    fn push_trace_id(&mut self, id: TraceId) {
-        if id.high != 0 {
-            self.push_hex64(id.high);
-        }
-        self.push_hex64(id.low);
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only ASCII is ever pushed.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-}
-
-impl<const N: usize> fmt::Display for HeaderValue<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<const N: usize> fmt::Debug for HeaderValue<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-/// A trace id as 16 or 32 lower-hex digits.
-pub fn format_trace_id(id: TraceId) -> HeaderValue<32> {
-    let mut v = HeaderValue::new();
-    v.push_trace_id(id);
-    v
-}
-
-/// A span id as 16 lower-hex digits.
-pub fn format_span_id(id: u64) -> HeaderValue<16> {
-    let mut v = HeaderValue::new();
-    v.push_hex64(id);
-    v
+    (s.len() == 16).then(|| parse_hex(s)).flatten()
 }
 
 /// The single `b3` header value. A deferred context with a parent cannot be written in this
 /// encoding (the parent field comes after the sampling field), so the parent is left out.
-pub fn format_single(c: &Context) -> HeaderValue<68> {
-    let mut v = HeaderValue::new();
-    let state: &[u8] = match c.sampling {
-        Sampling::Defer => b"",
-        Sampling::Deny => b"0",
-        Sampling::Accept => b"1",
-        Sampling::Debug => b"d",
+pub fn format_single(c: &Context) -> String {
+    let state = match c.sampling {
+        Sampling::Defer => "",
+        Sampling::Deny => "0",
+        Sampling::Accept => "1",
+        Sampling::Debug => "d",
     };
     match c.ids {
-        None => v.push(state),
-        Some(ids) => {
-            v.push_trace_id(ids.trace_id);
-            v.push(b"-");
-            v.push_hex64(ids.span_id);
-            if !state.is_empty() {
-                v.push(b"-");
-                v.push(state);
-                if let Some(parent) = ids.parent_id {
-                    v.push(b"-");
-                    v.push_hex64(parent);
-                }
-            }
+        None => state.to_owned(),
+        Some(ids) if state.is_empty() => format!("{}-{:016x}", ids.trace_id, ids.span_id),
+        Some(SpanIds {
+            trace_id,
+            span_id,
+            parent_id: None,
+        }) => format!("{trace_id}-{span_id:016x}-{state}"),
+        Some(SpanIds {
+            trace_id,
+            span_id,
+            parent_id: Some(parent),
+        }) => format!("{trace_id}-{span_id:016x}-{state}-{parent:016x}"),
+    }
+}
+
+/// Appends the B3 headers for `c` to `out`: the multiple headers always (Envoy and every B3
+/// library read them), in the order B3 lists them, and the single `b3` header as well when
+/// `with_single` (the caller sent one). Debug is written as `x-b3-flags: 1` alone (the spec:
+/// don't also send `x-b3-sampled`).
+pub fn inject(c: &Context, with_single: bool, out: &mut Vec<(&'static str, String)>) {
+    if let Some(ids) = c.ids {
+        out.push(("x-b3-traceid", ids.trace_id.to_string()));
+        out.push(("x-b3-spanid", format!("{:016x}", ids.span_id)));
+        if let Some(parent) = ids.parent_id {
+            out.push(("x-b3-parentspanid", format!("{parent:016x}")));
         }
     }
-    v
-}
-
-/// The multiple headers to write for `c`, in the order B3 lists them. Debug is written as
-/// `x-b3-flags: 1` alone (the spec: don't also send `x-b3-sampled`).
-pub fn format_multi(c: &Context) -> MultiHeaders {
-    MultiHeaders {
-        trace_id: c.ids.map(|i| format_trace_id(i.trace_id)),
-        span_id: c.ids.map(|i| format_span_id(i.span_id)),
-        parent_span_id: c.ids.and_then(|i| i.parent_id).map(format_span_id),
-        sampled: match c.sampling {
-            Sampling::Accept => Some("1"),
-            Sampling::Deny => Some("0"),
-            Sampling::Defer | Sampling::Debug => None,
-        },
-        flags: (c.sampling == Sampling::Debug).then_some("1"),
+    match c.sampling {
+        Sampling::Accept => out.push(("x-b3-sampled", "1".into())),
+        Sampling::Deny => out.push(("x-b3-sampled", "0".into())),
+        Sampling::Debug => out.push(("x-b3-flags", "1".into())),
+        Sampling::Defer => {}
     }
-}
-
-/// Values of the multiple headers; `None` means "do not send this header".
-#[derive(Clone, Copy, Debug)]
-pub struct MultiHeaders {
-    pub trace_id: Option<HeaderValue<32>>,
-    pub span_id: Option<HeaderValue<16>>,
-    pub parent_span_id: Option<HeaderValue<16>>,
-    pub sampled: Option<&'static str>,
-    pub flags: Option<&'static str>,
-}
-
-impl MultiHeaders {
-    /// `(name, value)` pairs of the headers to send.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("x-b3-traceid", self.trace_id.as_ref().map(|v| v.as_str())),
-            ("x-b3-spanid", self.span_id.as_ref().map(|v| v.as_str())),
-            (
-                "x-b3-parentspanid",
-                self.parent_span_id.as_ref().map(|v| v.as_str()),
-            ),
-            ("x-b3-sampled", self.sampled),
-            ("x-b3-flags", self.flags),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
-    }
-}
-
-/// The B3 headers to send downstream: the multiple headers always (Envoy and every B3
-/// library read them), and the single `b3` header as well when the caller sent one.
-#[derive(Clone, Copy, Debug)]
-pub struct Outgoing {
-    multi: MultiHeaders,
-    single: Option<HeaderValue<68>>,
-}
-
-impl Outgoing {
-    pub fn new(c: &Context, with_single: bool) -> Outgoing {
-        Outgoing {
-            multi: format_multi(c),
-            single: with_single.then(|| format_single(c)),
-        }
-    }
-
-    /// `(name, value)` pairs of the headers to send.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.multi
-            .pairs()
-            .chain(self.single.as_ref().map(|v| ("b3", v.as_str())))
+    if with_single {
+        out.push(("b3", format_single(c)));
     }
 }
 
@@ -661,6 +485,58 @@ mod tests {
                 ],
                 Ok(ctx(ids(T64, 0xa2fb4a1d1a96d312, None), Sampling::Debug)),
             ),
+            // X-B3-Flags other than 1 is ignored, the rest stands: py_zipkin's header set
+            // (flags 0 on every request), 64- and 128-bit.
+            (
+                &[
+                    ("X-B3-TraceId", "463ac35c9f6413ad"),
+                    ("X-B3-SpanId", "a2fb4a1d1a96d312"),
+                    ("X-B3-ParentSpanId", "0020000000000001"),
+                    ("X-B3-Flags", "0"),
+                    ("X-B3-Sampled", "1"),
+                ],
+                Ok(ctx(
+                    ids(T64, 0xa2fb4a1d1a96d312, Some(0x0020000000000001)),
+                    Sampling::Accept,
+                )),
+            ),
+            (
+                &[
+                    ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+                    ("X-B3-SpanId", "e457b5a2e4d86bd1"),
+                    ("X-B3-Flags", "0"),
+                    ("X-B3-Sampled", "1"),
+                ],
+                Ok(ctx(ids(T128, 0xe457b5a2e4d86bd1, None), Sampling::Accept)),
+            ),
+            (
+                &[
+                    ("x-b3-traceid", "463ac35c9f6413ad"),
+                    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                    ("x-b3-flags", "0"),
+                    ("x-b3-sampled", "0"),
+                ],
+                Ok(ctx(ids(T64, 0xa2fb4a1d1a96d312, None), Sampling::Deny)),
+            ),
+            // A Finagle-style bit field, garbage, and flags without a decision: ignored.
+            (
+                &[
+                    ("x-b3-traceid", "463ac35c9f6413ad"),
+                    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                    ("x-b3-flags", "6"),
+                ],
+                Ok(ctx(ids(T64, 0xa2fb4a1d1a96d312, None), Sampling::Defer)),
+            ),
+            (
+                &[
+                    ("x-b3-traceid", "463ac35c9f6413ad"),
+                    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                    ("x-b3-sampled", "1"),
+                    ("x-b3-flags", "true"),
+                ],
+                Ok(ctx(ids(T64, 0xa2fb4a1d1a96d312, None), Sampling::Accept)),
+            ),
+            (&[("x-b3-flags", "0")], Ok(ctx(None, Sampling::Defer))),
             // A sampling decision without ids.
             (&[("x-b3-sampled", "0")], Ok(ctx(None, Sampling::Deny))),
             (&[("x-b3-flags", "1")], Ok(ctx(None, Sampling::Debug))),
@@ -737,14 +613,6 @@ mod tests {
                 ],
                 Err(Malformed::Sampled),
             ),
-            (
-                &[
-                    ("x-b3-traceid", "463ac35c9f6413ad"),
-                    ("x-b3-spanid", "a2fb4a1d1a96d312"),
-                    ("x-b3-flags", "2"),
-                ],
-                Err(Malformed::Flags),
-            ),
         ];
         for (headers, want) in cases {
             assert_eq!(parse_multi(&multi(headers)), *want, "headers {headers:?}");
@@ -816,11 +684,18 @@ mod tests {
         assert_eq!(big.single_error, Some(Malformed::SingleShape));
     }
 
+    /// What `inject` writes, as `(name, value)` pairs.
+    fn injected(c: &Context, with_single: bool) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        inject(c, with_single, &mut out);
+        out
+    }
+
     #[test]
     fn outgoing_headers_parse_back_both_ways() {
         let c = ctx(ids(T128, 0xe457b5a2e4d86bd1, Some(7)), Sampling::Deny);
-        let with_single = Outgoing::new(&c, true);
-        let pairs: Vec<_> = with_single.pairs().collect();
+        let with_single = injected(&c, true);
+        let pairs: Vec<_> = with_single.iter().map(|(n, v)| (*n, v.as_str())).collect();
         assert_eq!(
             pairs.last(),
             Some(&(
@@ -832,10 +707,10 @@ mod tests {
         assert_eq!(parse_single(h.single.unwrap()), Ok(c));
         assert_eq!(parse_multi(&h), Ok(c));
         assert_eq!(extract(&h).context, c);
-        let outgoing = Outgoing::new(&c, false);
-        let multi_only: Vec<_> = outgoing.pairs().collect();
+        let multi_only = injected(&c, false);
         assert!(multi_only.iter().all(|(name, _)| *name != "b3"));
-        assert_eq!(parse_multi(&Headers::collect(multi_only)), Ok(c));
+        let h = Headers::collect(multi_only.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!(parse_multi(&h), Ok(c));
     }
 
     #[test]
@@ -887,9 +762,9 @@ mod tests {
             (ctx(None, Sampling::Debug), "d", &[("x-b3-flags", "1")]),
         ];
         for (c, single, pairs) in cases {
-            assert_eq!(format_single(c).as_str(), *single, "{c:?}");
-            let headers = format_multi(c);
-            let got: Vec<_> = headers.pairs().collect();
+            assert_eq!(format_single(c), *single, "{c:?}");
+            let got = injected(c, false);
+            let got: Vec<_> = got.iter().map(|(n, v)| (*n, v.as_str())).collect();
             assert_eq!(got, pairs.to_vec(), "{c:?}");
         }
     }

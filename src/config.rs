@@ -4,6 +4,7 @@
 
 use crate::connections::Limits;
 use crate::downstream::Url;
+use crate::propagation::Formats;
 use std::fmt;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct Config {
     pub log_spans: bool,
     pub disabled: bool,
     pub shared_rpc_span: bool,
+    /// Trace context formats read and written, in order of precedence.
+    pub propagation: Formats,
     /// What `/chain` calls.
     pub downstream_url: Option<Url>,
     pub downstream_timeout: Duration,
@@ -64,7 +67,8 @@ impl std::error::Error for ConfigError {}
 /// The variables, their defaults and what they take: the `--help` text and the README table
 /// say the same.
 pub const HELP: &str = "\
-myhelloworld: hello-world HTTP service traced with B3 headers and a Jaeger UDP reporter.
+myhelloworld: hello-world HTTP service traced with B3 or W3C trace context and a Jaeger UDP
+reporter.
 
 Usage: myhelloworld [--help | --version]
 
@@ -93,7 +97,11 @@ Configuration (environment variables, default in brackets):
   JAEGER_REPORTER_FLUSH_INTERVAL  longest a span waits before it is sent, a Go duration
                                   such as 500ms or 1s, 1ms-1h [1s]
   JAEGER_REPORTER_LOG_SPANS       also log every finished span (useful without Jaeger) [false]
-  JAEGER_DISABLED                 record no spans; B3 headers are still read and logged [false]
+  JAEGER_DISABLED                 record no spans; trace headers are still read, logged and
+                                  propagated [false]
+  JAEGER_PROPAGATION              trace context formats read and written, b3 and/or w3c, in
+                                  order of precedence: the first with a valid context wins
+                                  [b3,w3c]
   ZIPKIN_SHARED_RPC_SPAN          reuse the caller's span id as the server span (classic
                                   Zipkin; the Go original's ZipkinSharedRPCSpan) [false]
   DOWNSTREAM_URL                  what GET /chain calls, an http:// URL such as
@@ -162,6 +170,13 @@ impl Config {
             log_spans: parse_or("JAEGER_REPORTER_LOG_SPANS", &get, false, BOOL, parse_bool)?,
             disabled: parse_or("JAEGER_DISABLED", &get, false, BOOL, parse_bool)?,
             shared_rpc_span: parse_or("ZIPKIN_SHARED_RPC_SPAN", &get, false, BOOL, parse_bool)?,
+            propagation: parse_or(
+                "JAEGER_PROPAGATION",
+                &get,
+                Formats::default(),
+                "a comma list of b3 and w3c in order of precedence, such as b3,w3c",
+                Formats::parse,
+            )?,
             downstream_url: match get("DOWNSTREAM_URL") {
                 None => None,
                 Some(v) => Some(Url::parse(v.trim()).ok_or(ConfigError {
@@ -382,6 +397,7 @@ mod tests {
                 log_spans: false,
                 disabled: false,
                 shared_rpc_span: false,
+                propagation: Formats::default(),
                 downstream_url: None,
                 downstream_timeout: Duration::from_secs(2),
                 connections: Limits {
@@ -418,6 +434,7 @@ mod tests {
             ("JAEGER_REPORTER_LOG_SPANS", "True"),
             ("JAEGER_DISABLED", "0"),
             ("ZIPKIN_SHARED_RPC_SPAN", "t"),
+            ("JAEGER_PROPAGATION", "w3c, b3"),
             ("DOWNSTREAM_URL", "http://myhelloworld-backend:8080/gettime"),
             ("DOWNSTREAM_TIMEOUT", "1500ms"),
             ("HTTP_MAX_CONNECTIONS", "64"),
@@ -446,6 +463,7 @@ mod tests {
         assert_eq!(c.max_queue_size, 10);
         assert_eq!(c.flush_interval, Duration::from_millis(250));
         assert!(c.log_spans && !c.disabled && c.shared_rpc_span);
+        assert_eq!(c.propagation.to_string(), "w3c,b3");
         assert_eq!(
             c.connections,
             Limits {
@@ -530,6 +548,9 @@ mod tests {
             ),
             (&[("JAEGER_DISABLED", "on")], "JAEGER_DISABLED"),
             (&[("ZIPKIN_SHARED_RPC_SPAN", "2")], "ZIPKIN_SHARED_RPC_SPAN"),
+            (&[("JAEGER_PROPAGATION", "jaeger")], "JAEGER_PROPAGATION"),
+            (&[("JAEGER_PROPAGATION", "b3,b3")], "JAEGER_PROPAGATION"),
+            (&[("JAEGER_PROPAGATION", "b3,")], "JAEGER_PROPAGATION"),
             (&[("DOWNSTREAM_URL", "https://b/")], "DOWNSTREAM_URL"),
             (&[("DOWNSTREAM_TIMEOUT", "10m")], "DOWNSTREAM_TIMEOUT"),
             (
@@ -595,6 +616,7 @@ mod tests {
             "JAEGER_REPORTER_LOG_SPANS",
             "JAEGER_DISABLED",
             "ZIPKIN_SHARED_RPC_SPAN",
+            "JAEGER_PROPAGATION",
             "DOWNSTREAM_URL",
             "DOWNSTREAM_TIMEOUT",
             "HTTP_MAX_CONNECTIONS",

@@ -2,7 +2,7 @@
 //! Jaeger.
 //!
 //! The request path, in reading order: [`config`] → [`server`] (workers, shutdown) →
-//! [`b3`] (trace context in and out) and [`trace`] (sampling, span ids, Jaeger spans) →
+//! [`propagation`] (trace context in and out, through [`b3`] and [`w3c`]) and [`trace`] (sampling, span ids, Jaeger spans) →
 //! [`handlers`] (and [`downstream`] for `/chain`) → [`reporter`] (spans to the Jaeger agent
 //! over UDP). [`connections`] bounds what clients can hold; [`metrics`] counts it all for
 //! `GET /metrics`.
@@ -15,7 +15,9 @@ pub mod framing;
 pub mod handlers;
 pub mod jaeger_thrift;
 pub mod metrics;
+pub mod propagation;
 pub mod reporter;
 pub mod server;
 pub mod signals;
 pub mod trace;
+pub mod w3c;

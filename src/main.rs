@@ -96,6 +96,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
     let service = Service {
         app: App::new(utc_offset),
         tracing: Tracing::new(spans, Sampler::new(config.sampler), config.shared_rpc_span),
+        propagation: config.propagation.clone(),
         downstream: config
             .downstream_url
             .clone()
@@ -112,10 +113,12 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         );
     }
     if config.disabled {
-        log::info!("tracing disabled (JAEGER_DISABLED): B3 headers are read, no span is recorded");
+        log::info!(
+            "tracing disabled (JAEGER_DISABLED): trace headers are read and propagated, no span is recorded"
+        );
     }
     log::info!(
-        "myhelloworld {} listening on http://{local} with {} workers, at most {} connections; service {:?}, spans to {}:{} every {:?}",
+        "myhelloworld {} listening on http://{local} with {} workers, at most {} connections; service {:?}, spans to {}:{} every {:?}; trace context {}",
         env!("CARGO_PKG_VERSION"),
         config.workers,
         limits.max_connections,
@@ -123,6 +126,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         config.agent_host,
         config.agent_port,
         config.flush_interval,
+        config.propagation,
     );
 
     // A server whose accept loop failed serves on until its connections have been idle or

@@ -460,10 +460,10 @@ fn log_span(span: &FinishedSpan) {
     log::info!(
         target: "span",
         "trace_id={} span_id={:016x} parent_id={:016x} flags={} operation={:?} duration_us={}",
-        crate::b3::format_trace_id(crate::b3::TraceId {
+        crate::propagation::TraceId {
             high: state.trace_id().high,
             low: state.trace_id().low,
-        }),
+        },
         state.span_id(),
         parent,
         state.flags(),

@@ -1,13 +1,13 @@
 //! The HTTP server: a pool of worker threads taking requests from one blocking tiny_http
-//! server, the per-request path (B3 in → span → handler → response → access log), and the
-//! graceful stop on SIGTERM/SIGINT.
+//! server, the per-request path (trace context in → span → handler → response → access
+//! log), and the graceful stop on SIGTERM/SIGINT.
 
-use crate::b3;
 use crate::connections;
 use crate::downstream::{self, Url};
 use crate::framing;
 use crate::handlers::{App, Reply, Route, operation_name, standard_method};
 use crate::metrics::Metrics;
+use crate::propagation::{self, Formats, Incoming};
 use crate::reporter::Stats;
 use crate::signals::Signals;
 use crate::trace::{SpanPlan, Tracing};
@@ -54,6 +54,8 @@ pub enum Stop {
 pub struct Service {
     pub app: App,
     pub tracing: Tracing,
+    /// Trace context formats read and written (`JAEGER_PROPAGATION`).
+    pub propagation: Formats,
     pub downstream: Option<(Url, Duration)>,
     pub metrics: Metrics,
     pub span_stats: Arc<Stats>,
@@ -62,14 +64,10 @@ pub struct Service {
     pub listening: SocketAddr,
 }
 
-/// Headers Istio asks applications to copy onto outgoing calls, besides B3 (which we write
-/// ourselves): Envoy's request id, W3C trace context, and the older OpenTracing header.
-const FORWARDED: [&str; 4] = [
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "x-ot-span-context",
-];
+/// Headers Istio asks applications to copy onto outgoing calls, besides B3 and W3C trace
+/// context (which we write ourselves, for our client span): Envoy's request id and the older
+/// OpenTracing header.
+const FORWARDED: [&str; 2] = ["x-request-id", "x-ot-span-context"];
 
 /// What ends a round of serving.
 enum Event {
@@ -348,23 +346,11 @@ impl Service {
             return;
         }
 
-        let headers = request.headers();
-        let b3_headers = b3::Headers::collect(
-            headers
-                .iter()
-                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-        );
-        let extracted = b3::extract(&b3_headers);
-        if let Some(e) = extracted.single_error {
-            log::debug!(
-                "ignoring b3 header {:?}: {e}",
-                clip(b3_headers.single.unwrap_or_default(), 128)
-            );
+        let incoming = propagation::extract(&self.propagation, header_pairs());
+        for why in &incoming.rejected {
+            log::debug!("{why}");
         }
-        if let Some(e) = extracted.multi_error {
-            log::debug!("ignoring x-b3-* headers: {e}");
-        }
-        let plan = self.tracing.plan(&extracted.context);
+        let plan = self.tracing.plan(&incoming);
         let mut span =
             self.tracing
                 .start(&plan, operation_name(&method, route), start_time, || {
@@ -373,8 +359,7 @@ impl Service {
 
         let reply = match (&self.downstream, route, &method) {
             (Some((url, timeout)), Route::Chain, Method::Get | Method::Head) => {
-                let with_single = b3_headers.single.is_some();
-                self.call_downstream(url, *timeout, &plan, &request, with_single)
+                self.call_downstream(url, *timeout, &plan, &request, &incoming)
             }
             _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
         };
@@ -454,7 +439,7 @@ impl Service {
         timeout: Duration,
         server: &SpanPlan,
         request: &Request,
-        with_single: bool,
+        incoming: &Incoming,
     ) -> Reply {
         let client = server.child(crate::trace::random_id());
         let mut span = self.tracing.start(
@@ -472,8 +457,9 @@ impl Service {
                 ]
             },
         );
-        let b3 = b3::Outgoing::new(&client.b3(), with_single);
-        let mut headers: Vec<(&str, &str)> = b3.pairs().collect();
+        let context = propagation::outgoing(&self.propagation, &client.context(), incoming);
+        let mut headers: Vec<(&str, &str)> =
+            context.iter().map(|(n, v)| (*n, v.as_str())).collect();
         headers.extend(request.headers().iter().filter_map(|h| {
             let name = FORWARDED.iter().find(|f| h.field.equiv(f))?;
             Some((*name, h.value.as_str()))
@@ -561,8 +547,8 @@ fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan:
         target: "access",
         "{method} {path} {status} {:.3}ms trace_id={} span_id={} sampled={}",
         received.elapsed().as_secs_f64() * 1e3,
-        b3::format_trace_id(plan.trace_id),
-        b3::format_span_id(plan.span_id),
+        plan.trace_id,
+        format_args!("{:016x}", plan.span_id),
         plan.sampling.is_sampled(),
     );
 }

@@ -6,8 +6,8 @@
 //! public Jaeger binary carrier (`SpanContext::extract_from_binary`) is the one way to build a
 //! `SpanContextState` with exact trace id, span id and flags, so that is what we feed it.
 
-use crate::b3::{Context, Sampling, SpanIds, TraceId};
 use crate::config::SamplerConfig;
+use crate::propagation::{Context, Format, Incoming, Sampling, SpanIds, TraceId};
 use crate::reporter::Queue;
 use rustracing::sampler::AllSampler;
 use rustracing::tag::Tag;
@@ -44,8 +44,8 @@ impl SpanPlan {
         }
     }
 
-    /// This span as the B3 context to propagate: its ids and the decision, deny included.
-    pub fn b3(&self) -> Context {
+    /// This span as the context to propagate: its ids and the decision, deny included.
+    pub fn context(&self) -> Context {
         Context {
             ids: Some(SpanIds {
                 trace_id: self.trace_id,
@@ -218,10 +218,12 @@ impl Tracing {
         }
     }
 
-    pub fn plan(&self, incoming: &Context) -> SpanPlan {
+    /// The server span for what came in. The shared span model is B3's (Zipkin's): a W3C
+    /// caller's parent id is always the parent of a new span.
+    pub fn plan(&self, incoming: &Incoming) -> SpanPlan {
         plan_server_span(
-            incoming,
-            self.shared_rpc_span,
+            &incoming.context,
+            self.shared_rpc_span && incoming.format == Some(Format::B3),
             |id| self.sampler.sample(id),
             random_id,
         )
@@ -397,7 +399,7 @@ mod tests {
             };
             let client = server.child(9);
             assert_eq!(
-                client.b3(),
+                client.context(),
                 Context {
                     ids: Some(SpanIds {
                         trace_id: TRACE,

@@ -14,9 +14,7 @@ checked against what the requests should have produced.
 Everything is loopback and bounded in time; the service is killed on any failure.
 """
 
-import ctypes
 import http.client
-import os
 import queue
 import re
 import signal
@@ -27,6 +25,7 @@ import threading
 import time
 import traceback
 
+from check_support import CheckFailed, check, exit_on_signals, start_service
 from thrift.protocol.TCompactProtocol import TCompactProtocol
 from thrift.Thrift import TMessageType, TType
 from thrift.transport.TTransport import TMemoryBuffer
@@ -49,15 +48,6 @@ MULTI = {
     "X-B3-Sampled": "1",
 }
 SINGLE = {"b3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90"}
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise CheckFailed(what)
 
 
 # --- Generic reading with Apache Thrift's compact protocol ---------------------------------
@@ -248,35 +238,15 @@ def u64(v):
 # --- The service ----------------------------------------------------------------------------
 
 
-def set_parent_death_signal():
-    """In the child: SIGKILL when the thread that started it dies (Linux; best effort)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def start_service(binary, agent_port):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOST": "127.0.0.1",
-        "PORT": "0",
-        "WORKERS": "2",
-        "JAEGER_AGENT_HOST": "127.0.0.1",
-        "JAEGER_AGENT_PORT": str(agent_port),
-        "JAEGER_SERVICE_NAME": "apache-check",
-        "JAEGER_TAGS": "zone=z1",
-        "RUST_LOG": "info",
-    }
-    return subprocess.Popen(
-        [binary],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        preexec_fn=set_parent_death_signal,
+def start(binary, agent_port):
+    return start_service(
+        binary,
+        {
+            "JAEGER_AGENT_HOST": "127.0.0.1",
+            "JAEGER_AGENT_PORT": str(agent_port),
+            "JAEGER_SERVICE_NAME": "apache-check",
+            "JAEGER_TAGS": "zone=z1",
+        },
     )
 
 
@@ -325,7 +295,7 @@ def run(binary, log):
     receiver.start()
 
     started_at = time.time()
-    proc = start_service(binary, agent.getsockname()[1])
+    proc = start(binary, agent.getsockname()[1])
     stderr = queue.Queue()
     threading.Thread(target=read_lines, args=(proc.stderr, stderr), daemon=True).start()
     try:
@@ -520,12 +490,7 @@ def main():
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
 
-    def stop_on_signal(signum, _frame):
-        raise SystemExit(128 + signum)  # unwinds through the `finally` that kills the service
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop_on_signal)
-
+    exit_on_signals()
     log = []
     try:
         received, statuses, client_version, started_at, finished_at = run(sys.argv[1], log)

@@ -26,9 +26,16 @@ struct Chain {
 }
 
 fn chain() -> Chain {
+    chain_to(&[])
+}
+
+/// A (default settings) calling B, started with `b_env` on top of its defaults.
+fn chain_to(b_env: &[(&str, &str)]) -> Chain {
     let agent_a = Agent::new();
     let agent_b = Agent::new();
-    let b = Service::start(agent_b.port(), &[("JAEGER_SERVICE_NAME", "backend")]);
+    let mut env = vec![("JAEGER_SERVICE_NAME", "backend")];
+    env.extend_from_slice(b_env);
+    let b = Service::start(agent_b.port(), &env);
     let url = format!("http://{}/gettime", b.addr);
     let a = Service::start(
         agent_a.port(),
@@ -273,12 +280,13 @@ fn outgoing_headers_carry_the_client_span_and_copy_the_mesh_headers() {
         header(&head, "b3"),
         Some(format!("{TRACE}-{}-1-{}", hex(client.span_id), hex(server.span_id)).as_str())
     );
+    // W3C for the same client span, never the caller's traceparent; its tracestate goes on.
+    assert_eq!(
+        header(&head, "traceparent"),
+        Some(format!("00-{TRACE}-{}-01", hex(client.span_id)).as_str())
+    );
     for (name, value) in [
         ("x-request-id", "req-7"),
-        (
-            "traceparent",
-            "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01",
-        ),
         ("tracestate", "vendor=x"),
         ("x-ot-span-context", "ot-ctx"),
     ] {
@@ -311,6 +319,83 @@ fn an_unsampled_request_still_propagates_the_deny() {
         Some(true)
     );
     assert!(agent.spans_within(QUIET).is_empty());
+}
+
+/// What a W3C-only service must see in a trace made by a default one: B reads only
+/// `traceparent`, so it can join only through the one A writes for its client span.
+#[test]
+fn a_w3c_only_downstream_joins_through_the_traceparent() {
+    let c = chain_to(&[("JAEGER_PROPAGATION", "w3c")]);
+    let b3 = [
+        ("x-b3-traceid", TRACE),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-sampled", "1"),
+    ];
+    assert_eq!(c.a.get("/chain", &b3).status, 200);
+    let (a_server, ..) = assert_one_trace(&c, Some(INGRESS_SPAN), 1);
+    assert_eq!(
+        (a_server.trace_id_high, a_server.trace_id_low),
+        (TRACE_HIGH, TRACE_LOW)
+    );
+    // No headers: A starts the trace, B still joins it.
+    assert_eq!(c.a.get("/chain", &[]).status, 200);
+    assert_one_trace(&c, None, 1);
+    // B really ignores B3: called with B3 alone, it starts a trace of its own.
+    assert_eq!(c.b.get("/gettime", &b3).status, 200);
+    let alone = c.agent_b.spans(1, WAIT);
+    assert_eq!(alone.len(), 1);
+    assert_eq!(alone[0].parent_span_id, 0);
+    assert_ne!(alone[0].trace_id_hex(), TRACE);
+}
+
+/// A caller that speaks only W3C (Envoy's OpenTelemetry tracer, an OpenTelemetry SDK).
+#[test]
+fn a_lone_traceparent_continues_the_callers_trace() {
+    let c = chain_to(&[("JAEGER_PROPAGATION", "w3c")]);
+    let traceparent = format!("00-{TRACE}-e457b5a2e4d86bd1-01");
+    let r = c.a.get("/chain", &[("traceparent", &traceparent)]);
+    assert_eq!(r.status, 200);
+    let (a_server, ..) = assert_one_trace(&c, Some(INGRESS_SPAN), 1);
+    assert_eq!(
+        (a_server.trace_id_high, a_server.trace_id_low),
+        (TRACE_HIGH, TRACE_LOW)
+    );
+    // The caller's own decision: no sampled bit, no span anywhere, the deny goes on.
+    let unsampled = format!("00-{TRACE}-e457b5a2e4d86bd1-00");
+    assert_eq!(
+        c.a.get("/chain", &[("traceparent", &unsampled)]).status,
+        200
+    );
+    assert!(c.agent_a.spans_within(QUIET).is_empty());
+    assert!(c.agent_b.spans_within(QUIET).is_empty());
+    let line =
+        c.b.wait_for_log("sampled=false", WAIT)
+            .expect("B access log");
+    assert!(line.contains(&format!("trace_id={TRACE}")), "{line}");
+}
+
+/// py_zipkin's headers: `X-B3-Flags: 0` on every request, with valid ids and a decision.
+#[test]
+fn b3_with_flags_0_continues_the_callers_trace() {
+    let c = chain();
+    for (trace, parent) in [
+        (TRACE, 0xe457b5a2e4d86bd1),
+        ("463ac35c9f6413ad", 0x0020000000000001),
+    ] {
+        let span = format!("{parent:016x}");
+        let r = c.a.get(
+            "/chain",
+            &[
+                ("X-B3-TraceId", trace),
+                ("X-B3-SpanId", &span),
+                ("X-B3-Flags", "0"),
+                ("X-B3-Sampled", "1"),
+            ],
+        );
+        assert_eq!(r.status, 200);
+        let (a_server, ..) = assert_one_trace(&c, Some(parent), 1);
+        assert_eq!(a_server.trace_id_hex(), trace);
+    }
 }
 
 #[test]

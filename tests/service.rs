@@ -235,6 +235,23 @@ fn malformed_headers_are_ignored_and_a_new_trace_starts() {
         vec![("b3", &garbage)],
         vec![("b3", "463ac35c9f6413ad-e457b5a2e4d86bd1-maybe")],
         vec![("x-b3-sampled", "perhaps")],
+        vec![
+            (
+                "traceparent",
+                "00-00000000000000000000000000000000-a2fb4a1d1a96d312-01",
+            ),
+            ("tracestate", "foo=1"),
+        ],
+        vec![
+            (
+                "traceparent",
+                "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+            ),
+            (
+                "traceparent",
+                "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+            ),
+        ],
     ];
     for headers in &cases {
         assert_eq!(service.get("/gettime", headers).status, 200, "{headers:?}");
@@ -255,6 +272,16 @@ fn malformed_headers_are_ignored_and_a_new_trace_starts() {
             .is_some()
     );
     assert!(service.wait_for_log("ignoring b3 header", WAIT).is_some());
+    assert!(
+        service
+            .wait_for_log("ignoring traceparent: trace id is not", WAIT)
+            .is_some()
+    );
+    assert!(
+        service
+            .wait_for_log("ignoring traceparent: more than one", WAIT)
+            .is_some()
+    );
     assert!(
         service
             .wait_for_log("x-b3-sampled is not 1, 0, true or false", WAIT)
@@ -461,6 +488,7 @@ fn invalid_settings_stop_start_up_with_one_line_and_status_2() {
         ("JAEGER_SAMPLER_TYPE", "remote"),
         ("JAEGER_REPORTER_FLUSH_INTERVAL", "soon"),
         ("WORKERS", "0"),
+        ("JAEGER_PROPAGATION", "b3,jaeger"),
     ];
     for (var, value) in cases {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_myhelloworld"))
@@ -481,7 +509,9 @@ fn invalid_settings_stop_start_up_with_one_line_and_status_2() {
         .output()
         .expect("run");
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("JAEGER_REPORTER_FLUSH_INTERVAL"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("JAEGER_REPORTER_FLUSH_INTERVAL"));
+    assert!(help.contains("JAEGER_PROPAGATION"));
     let version = std::process::Command::new(env!("CARGO_BIN_EXE_myhelloworld"))
         .arg("--version")
         .output()
