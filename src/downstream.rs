@@ -257,22 +257,7 @@ struct Head {
 /// Reads one head, taking what it reads from `budget`.
 fn read_head(reader: &mut impl BufRead, budget: &mut usize) -> Result<Head, Error> {
     let mut line = Vec::new();
-    let mut next_line = |line: &mut Vec<u8>| -> Result<(), Error> {
-        line.clear();
-        let n = reader
-            .take(*budget as u64)
-            .read_until(b'\n', line)
-            .map_err(|e| io_error("reading the response", e))?;
-        *budget -= n;
-        if !line.ends_with(b"\n") {
-            return Err(Error::Failed(
-                "connection closed or response head too large".into(),
-            ));
-        }
-        let end = line.len() - if line.ends_with(b"\r\n") { 2 } else { 1 };
-        line.truncate(end);
-        Ok(())
-    };
+    let mut next_line = |line: &mut Vec<u8>| read_head_line(reader, budget, line);
     next_line(&mut line)?;
     let status = parse_status_line(&line).ok_or_else(|| {
         Error::Failed(format!(
@@ -318,6 +303,28 @@ fn read_head(reader: &mut impl BufRead, budget: &mut usize) -> Result<Head, Erro
         content_type,
         location,
     })
+}
+
+/// Reads one line of a head into `line`, without its LF or CRLF, taking it from `budget`.
+fn read_head_line(
+    reader: &mut impl BufRead,
+    budget: &mut usize,
+    line: &mut Vec<u8>,
+) -> Result<(), Error> {
+    line.clear();
+    let n = reader
+        .take(*budget as u64)
+        .read_until(b'\n', line)
+        .map_err(|e| io_error("reading the response", e))?;
+    *budget -= n;
+    if !line.ends_with(b"\n") {
+        return Err(Error::Failed(
+            "connection closed or response head too large".into(),
+        ));
+    }
+    let end = line.len() - if line.ends_with(b"\r\n") { 2 } else { 1 };
+    line.truncate(end);
+    Ok(())
 }
 
 /// `HTTP/1.x NNN [reason]` → NNN.
