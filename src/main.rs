@@ -6,7 +6,7 @@ use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Settings, Stats};
 use myhelloworld::server::{self, Service, Stop};
 use myhelloworld::signals::Signals;
 use myhelloworld::trace::{Sampler, Tracing};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::exit;
 use std::sync::Arc;
 use time::UtcOffset;
@@ -51,10 +51,11 @@ fn main() {
 
 /// Serves until stopped; returns the exit status.
 fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
-    let listener = match TcpListener::bind((config.host.as_str(), config.port)) {
+    let address = SocketAddr::from((config.host, config.port));
+    let listener = match TcpListener::bind(address) {
         Ok(l) => l,
         Err(e) => {
-            log::error!("cannot listen on {}:{}: {e}", config.host, config.port);
+            log::error!("cannot listen on {address}: {e}");
             return 1;
         }
     };
