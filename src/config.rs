@@ -6,12 +6,13 @@ use crate::connections::Limits;
 use crate::downstream::Url;
 use crate::propagation::Formats;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// Everything the service reads at start-up.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub host: String,
+    pub host: IpAddr,
     pub port: u16,
     pub workers: usize,
     pub service_name: String,
@@ -73,7 +74,8 @@ reporter.
 Usage: myhelloworld [--help | --version]
 
 Configuration (environment variables, default in brackets):
-  HOST                            address to listen on [0.0.0.0]
+  HOST                            IP address to listen on, such as 0.0.0.0, :: or
+                                  127.0.0.1 [0.0.0.0]
   PORT                            TCP port, 0 picks a free one [8080]
   WORKERS                         request worker threads, 1-1024 [4 x CPUs, at least 4]
   HTTP_MAX_CONNECTIONS            open client connections kept; beyond, the longest waiting
@@ -85,7 +87,8 @@ Configuration (environment variables, default in brackets):
                                   after it began (slow heads, stuck clients), 100ms-1h,
                                   longer than DOWNSTREAM_TIMEOUT [30s]
   JAEGER_SERVICE_NAME             service name in Jaeger [myhelloworld]
-  JAEGER_AGENT_HOST               Jaeger agent host name or IP, resolved again while it fails [localhost]
+  JAEGER_AGENT_HOST               Jaeger agent host name or IP (IPv6 bare or in brackets),
+                                  resolved again while it fails [localhost]
   JAEGER_AGENT_PORT               agent UDP port, jaeger.thrift compact [6831]
   JAEGER_SAMPLER_TYPE             const | probabilistic | ratelimiting, for traces that arrive
                                   without a sampling decision [const]
@@ -124,7 +127,13 @@ impl Config {
         let get = |var: &'static str| env(var).filter(|v| !v.is_empty());
         let sampler = parse_sampler(get("JAEGER_SAMPLER_TYPE"), get("JAEGER_SAMPLER_PARAM"))?;
         Ok(Config {
-            host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            host: parse_or(
+                "HOST",
+                &get,
+                Ipv4Addr::UNSPECIFIED.into(),
+                "an IP address such as 0.0.0.0, :: or 127.0.0.1",
+                parse_ip,
+            )?,
             port: parse_or("PORT", &get, 8080, "a port number 0-65535", |v| {
                 v.parse().ok()
             })?,
@@ -136,7 +145,13 @@ impl Config {
                 |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
             )?,
             service_name: get("JAEGER_SERVICE_NAME").unwrap_or_else(|| "myhelloworld".into()),
-            agent_host: get("JAEGER_AGENT_HOST").unwrap_or_else(|| "localhost".into()),
+            agent_host: parse_or(
+                "JAEGER_AGENT_HOST",
+                &get,
+                "localhost".into(),
+                "a host name, an IPv4 address or an IPv6 address, bare or in brackets",
+                parse_agent_host,
+            )?,
             agent_port: parse_or(
                 "JAEGER_AGENT_PORT",
                 &get,
@@ -297,6 +312,26 @@ fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Option<Duration
     move |v| parse_go_duration(v).filter(|d| (min..=max).contains(d))
 }
 
+/// An IP address; IPv6 bare or in brackets (`::1`, `[::1]`). A listening address is an IP
+/// literal: a name would be resolved at start, to whatever DNS says then.
+fn parse_ip(v: &str) -> Option<IpAddr> {
+    match v.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(inner) => inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => v.parse().ok(),
+    }
+}
+
+/// A host name or an IP address; IPv6 bare or in brackets, as jaeger-client-go takes it (it
+/// writes `host:port`, so there only `[::1]` works), kept without the brackets that name
+/// resolution does not take.
+fn parse_agent_host(v: &str) -> Option<String> {
+    if v.starts_with('[') || v.contains(':') {
+        return parse_ip(v).map(|ip| ip.to_string());
+    }
+    let name = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    v.bytes().all(name).then(|| v.to_owned())
+}
+
 /// Go's `strconv.ParseBool`.
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v {
@@ -384,7 +419,7 @@ mod tests {
         assert_eq!(
             c,
             Config {
-                host: "0.0.0.0".into(),
+                host: Ipv4Addr::UNSPECIFIED.into(),
                 port: 8080,
                 workers: 8,
                 service_name: "myhelloworld".into(),
@@ -563,6 +598,14 @@ mod tests {
             (&[("HTTP_MAX_CONNECTIONS", "0")], "HTTP_MAX_CONNECTIONS"),
             (&[("HTTP_IDLE_TIMEOUT", "10ms")], "HTTP_IDLE_TIMEOUT"),
             (&[("HTTP_REQUEST_TIMEOUT", "2h")], "HTTP_REQUEST_TIMEOUT"),
+            (&[("HOST", "notanip")], "HOST"),
+            (&[("HOST", "localhost")], "HOST"),
+            (&[("HOST", "[127.0.0.1]")], "HOST"),
+            (&[("HOST", "1.2.3.4:80")], "HOST"),
+            (&[("JAEGER_AGENT_HOST", "[notanip]")], "JAEGER_AGENT_HOST"),
+            (&[("JAEGER_AGENT_HOST", "[::1")], "JAEGER_AGENT_HOST"),
+            (&[("JAEGER_AGENT_HOST", "agent:6831")], "JAEGER_AGENT_HOST"),
+            (&[("JAEGER_AGENT_HOST", "a b")], "JAEGER_AGENT_HOST"),
         ];
         for (vars, var) in cases {
             let err = config(vars).unwrap_err();
@@ -570,6 +613,32 @@ mod tests {
             let line = err.to_string();
             assert!(line.starts_with(&format!("invalid {var}=")), "{line}");
             assert!(line.contains("expected"), "{line}");
+        }
+    }
+
+    #[test]
+    fn listening_and_agent_addresses() {
+        let host = |v: &str| config(&[("HOST", v)]).map(|c| c.host.to_string());
+        for (input, want) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::", "::"),
+            ("[::1]", "::1"),
+            (" 10.0.0.1 ", "10.0.0.1"),
+        ] {
+            assert_eq!(host(input).as_deref(), Ok(want), "{input:?}");
+        }
+        let agent = |v: &str| config(&[("JAEGER_AGENT_HOST", v)]).map(|c| c.agent_host);
+        for (input, want) in [
+            (
+                "jaeger-agent.observability.svc",
+                "jaeger-agent.observability.svc",
+            ),
+            ("10.1.2.3", "10.1.2.3"),
+            ("[::1]", "::1"),
+            ("::1", "::1"),
+            ("[fe80::1]", "fe80::1"),
+        ] {
+            assert_eq!(agent(input).as_deref(), Ok(want), "{input:?}");
         }
     }
 

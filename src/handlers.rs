@@ -104,14 +104,17 @@ pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
 }
 
 /// A response, before tiny_http writes it (it adds Content-Length and leaves the body out
-/// for HEAD).
+/// for HEAD, 1xx, 204 and 304).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub body: Cow<'static, str>,
-    pub content_type: &'static str,
+    /// Bytes: `/chain` relays the downstream's body as it came.
+    pub body: Cow<'static, [u8]>,
+    pub content_type: Cow<'static, str>,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// The `Location` header of a relayed answer.
+    pub location: Option<String>,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -120,9 +123,13 @@ impl Reply {
     pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             status,
-            body: body.into(),
-            content_type: TEXT,
+            body: match body.into() {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            },
+            content_type: TEXT.into(),
             allow: None,
+            location: None,
         }
     }
 }
@@ -285,13 +292,17 @@ mod tests {
                 std::env::consts::OS,
                 std::env::consts::ARCH
             )
+            .as_bytes()
         );
         let time = app.handle(&Method::Head, Route::GetTime, now);
         assert_eq!(
             (time.status, time.body.as_ref()),
-            (200, "The time is Sat Nov 21 22:45:07 2026")
+            (200, b"The time is Sat Nov 21 22:45:07 2026".as_slice())
         );
-        assert_eq!(app.handle(&Method::Get, Route::Healthz, now).body, "ok");
+        assert_eq!(
+            app.handle(&Method::Get, Route::Healthz, now).body,
+            b"ok".as_slice()
+        );
         let not_found = app.handle(&Method::Post, Route::Unknown, now);
         assert_eq!((not_found.status, not_found.allow), (404, None));
         let not_allowed = app.handle(&Method::Delete, Route::GetTime, now);

@@ -11,6 +11,7 @@ pub mod b3;
 pub mod config;
 pub mod connections;
 pub mod downstream;
+pub mod escape;
 pub mod framing;
 pub mod handlers;
 pub mod jaeger_thrift;

@@ -2,11 +2,11 @@ use myhelloworld::config::{Config, HELP};
 use myhelloworld::connections;
 use myhelloworld::handlers::App;
 use myhelloworld::metrics::Metrics;
-use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
+use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Settings, Stats};
 use myhelloworld::server::{self, Service, Stop};
 use myhelloworld::signals::Signals;
 use myhelloworld::trace::{Sampler, Tracing};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::exit;
 use std::sync::Arc;
 use time::UtcOffset;
@@ -51,10 +51,11 @@ fn main() {
 
 /// Serves until stopped; returns the exit status.
 fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
-    let listener = match TcpListener::bind((config.host.as_str(), config.port)) {
+    let address = SocketAddr::from((config.host, config.port));
+    let listener = match TcpListener::bind(address) {
         Ok(l) => l,
         Err(e) => {
-            log::error!("cannot listen on {}:{}: {e}", config.host, config.port);
+            log::error!("cannot listen on {address}: {e}");
             return 1;
         }
     };
@@ -72,7 +73,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
     let (spans, reporter) = if config.disabled {
         (None, None)
     } else {
-        let (tx, rx) = crossbeam_channel::bounded(config.max_queue_size);
+        let (queue, rx) = reporter::channel(stats.clone(), config.max_queue_size);
         let settings = Settings {
             service_name: config.service_name.clone(),
             tags: config.tags.clone(),
@@ -83,10 +84,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             max_packet: MAX_PACKET_BYTES,
         };
         match reporter::spawn(settings, rx, stats.clone()) {
-            Ok(handle) => (
-                Some((tx, Queue::new(stats.clone(), config.max_queue_size))),
-                Some(handle),
-            ),
+            Ok(handle) => (Some(queue), Some(handle)),
             Err(e) => {
                 log::error!("cannot start the span reporter: {e}");
                 return 1;

@@ -19,19 +19,18 @@ const STATUSES: usize = 500;
 /// Per-route request counters and duration histograms.
 pub struct Metrics {
     requests: [[AtomicU64; STATUSES]; Route::ALL.len()],
-    /// Requests per bucket (not cumulative; `render` sums them).
-    buckets: [[AtomicU64; BUCKETS.len()]; Route::ALL.len()],
+    /// Requests per bucket, the last one past every bound (not cumulative: `render` sums
+    /// what it loaded, so the `+Inf` bucket and the count always agree with the others).
+    buckets: [[AtomicU64; BUCKETS.len() + 1]; Route::ALL.len()],
     duration_us: [AtomicU64; Route::ALL.len()],
-    count: [AtomicU64; Route::ALL.len()],
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             requests: [const { [const { AtomicU64::new(0) }; STATUSES] }; Route::ALL.len()],
-            buckets: [const { [const { AtomicU64::new(0) }; BUCKETS.len()] }; Route::ALL.len()],
+            buckets: [const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; Route::ALL.len()],
             duration_us: [const { AtomicU64::new(0) }; Route::ALL.len()],
-            count: [const { AtomicU64::new(0) }; Route::ALL.len()],
         }
     }
 }
@@ -44,11 +43,12 @@ impl Metrics {
             counter.fetch_add(1, Relaxed);
         }
         let seconds = elapsed.as_secs_f64();
-        if let Some(b) = BUCKETS.iter().position(|&le| seconds <= le) {
-            self.buckets[r][b].fetch_add(1, Relaxed);
-        }
+        let b = BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[r][b].fetch_add(1, Relaxed);
         self.duration_us[r].fetch_add(elapsed.as_micros() as u64, Relaxed);
-        self.count[r].fetch_add(1, Relaxed);
     }
 
     /// The exposition text: these metrics, the span reporter's and the connection watchdog's.
@@ -77,14 +77,16 @@ impl Metrics {
         out.push_str("# HELP myhelloworld_http_request_duration_seconds Time from taking a request to having written its response.\n# TYPE myhelloworld_http_request_duration_seconds histogram\n");
         for route in Route::ALL {
             let r = route.index();
-            let count = self.count[r].load(Relaxed);
+            // One load per bucket: every line below is derived from this snapshot.
+            let loaded = self.buckets[r].each_ref().map(|b| b.load(Relaxed));
+            let count: u64 = loaded.iter().sum();
             if count == 0 {
                 continue;
             }
             let label = route.label();
             let mut cumulative = 0;
-            for (le, bucket) in BUCKETS.iter().zip(&self.buckets[r]) {
-                cumulative += bucket.load(Relaxed);
+            for (le, n) in BUCKETS.iter().zip(loaded) {
+                cumulative += n;
                 writeln!(
                     out,
                     "myhelloworld_http_request_duration_seconds_bucket{{route=\"{label}\",le=\"{le}\"}} {cumulative}"
@@ -108,9 +110,9 @@ impl Metrics {
         let counters: [(&str, &str, &str, u64); 10] = [
             (
                 "myhelloworld_spans_finished_total",
-                "Sampled spans that ended: sent, dropped, or waiting in the reporter.",
+                "Sampled spans that ended and reached the reporter (sent, dropped, or in its next datagram), and those not started for a full queue.",
                 "",
-                s.admitted.load(Relaxed) + s.dropped_queue_full.load(Relaxed),
+                s.received.load(Relaxed) + s.dropped_queue_full.load(Relaxed),
             ),
             (
                 "myhelloworld_spans_sent_total",
@@ -180,7 +182,7 @@ impl Metrics {
         writeln!(
             out,
             "# HELP myhelloworld_reporter_queue_length Spans in flight or waiting for the reporter.\n# TYPE myhelloworld_reporter_queue_length gauge\nmyhelloworld_reporter_queue_length {}",
-            s.reserved.load(Relaxed)
+            s.in_flight.load(Relaxed) + s.queued.load(Relaxed)
         )
     }
 }
@@ -229,7 +231,7 @@ mod tests {
         m.observe(Route::GetTime, 405, Duration::from_secs(10));
         m.observe(Route::Unknown, 404, Duration::from_micros(50));
         let stats = Stats::default();
-        stats.admitted.store(7, Relaxed);
+        stats.received.store(7, Relaxed);
         stats.dropped_queue_full.store(2, Relaxed);
         stats.sent.store(6, Relaxed);
         stats.dropped_send_error.store(1, Relaxed);
@@ -305,6 +307,95 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("# TYPE myhelloworld_spans_dropped_total"));
         assert_eq!(types.count(), 1);
+    }
+
+    /// Every sample line of a rendering: series → value.
+    fn samples(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Scrapes taken while requests are observed and spans counted from other threads:
+    /// in each, a histogram's buckets grow with `le` up to `+Inf`, which equals `_count`; from
+    /// one to the next, no counter and no bucket goes down.
+    #[test]
+    fn concurrent_scrapes_are_consistent_and_counters_only_grow() {
+        let m = Metrics::default();
+        let stats = Stats::default();
+        let conns = connections::Stats::default();
+        // Set however the scrapes end, so that a failed assertion stops the observers too.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
+        }
+        // Durations in every bounded bucket (past the last bound is in the test above: here it
+        // would hide a count loaded apart from the buckets, as it is in no bounded bucket).
+        let durations: Vec<Duration> = BUCKETS
+            .iter()
+            .map(|&le| Duration::from_secs_f64(le * 0.9))
+            .collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for t in 0..2 {
+                let (m, stats, stop, durations) = (&m, &stats, &stop, &durations);
+                scope.spawn(move || {
+                    let mut i = t;
+                    while !stop.load(Relaxed) {
+                        m.observe(Route::GetTime, 200, durations[i % durations.len()]);
+                        stats.received.fetch_add(1, Relaxed);
+                        stats.dropped_queue_full.fetch_add(1, Relaxed);
+                        i += 1;
+                    }
+                });
+            }
+            let _stop = Stop(&stop);
+            let mut previous: Vec<(String, f64)> = Vec::new();
+            for _ in 0..2000 {
+                let text = m.render(&stats, &conns);
+                let now = samples(&text);
+                let value = |series: &str| {
+                    now.iter()
+                        .find(|(s, _)| s == series)
+                        .map_or(0.0, |(_, v)| *v)
+                };
+                let route = "route=\"/gettime\"";
+                let mut last = 0.0;
+                for le in BUCKETS
+                    .iter()
+                    .map(|le| le.to_string())
+                    .chain(["+Inf".into()])
+                {
+                    let bucket = value(&format!(
+                        "myhelloworld_http_request_duration_seconds_bucket{{{route},le=\"{le}\"}}"
+                    ));
+                    assert!(bucket >= last, "le={le}: {bucket} < {last}\n{text}");
+                    last = bucket;
+                }
+                assert_eq!(
+                    value(&format!(
+                        "myhelloworld_http_request_duration_seconds_count{{{route}}}"
+                    )),
+                    last,
+                    "{text}"
+                );
+                for (series, before) in &previous {
+                    let grows = series.contains("_total")
+                        || series.contains("_bucket")
+                        || series.contains("_count");
+                    if grows {
+                        assert!(value(series) >= *before, "{series} went down");
+                    }
+                }
+                previous = now;
+            }
+        });
     }
 
     #[test]

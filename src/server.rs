@@ -4,6 +4,7 @@
 
 use crate::connections;
 use crate::downstream::{self, Url};
+use crate::escape;
 use crate::framing;
 use crate::handlers::{App, Reply, Route, operation_name, standard_method};
 use crate::metrics::Metrics;
@@ -334,7 +335,7 @@ impl Service {
                     )
                 }
                 (None, Route::Metrics, Method::Get | Method::Head) => Reply {
-                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                    content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
                     ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))
                 },
                 _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
@@ -462,11 +463,20 @@ impl Service {
             context.iter().map(|(n, v)| (*n, v.as_str())).collect();
         headers.extend(request.headers().iter().filter_map(|h| {
             let name = FORWARDED.iter().find(|f| h.field.equiv(f))?;
-            Some((*name, h.value.as_str()))
+            let value = h.value.as_str();
+            // A bare LF or a NUL that reached us must not reach the downstream's head.
+            if !downstream::is_field_value(value.as_bytes()) {
+                log::debug!(
+                    "not forwarding {name}: it has control bytes ({:?})",
+                    clip(value, 128)
+                );
+                return None;
+            }
+            Some((*name, value))
         }));
         let (reply, status, failure) = match downstream::get(url, &headers, timeout) {
             Ok(r) => (
-                Reply::text(r.status, String::from_utf8_lossy(&r.body).into_owned()),
+                relay(r.status, r.content_type, r.location, r.body),
                 Some(r.status),
                 (r.status >= 500).then(|| format!("HTTP {}", r.status)),
             ),
@@ -497,13 +507,32 @@ impl Service {
     }
 }
 
+/// The downstream's answer as ours: its bytes, its type (`application/octet-stream`, what
+/// RFC 9110 §8.3 lets a recipient assume, if it gave none) and its `Location`.
+fn relay(
+    status: u16,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
+) -> Reply {
+    Reply {
+        status,
+        body: body.into(),
+        content_type: content_type.map_or("application/octet-stream".into(), Cow::Owned),
+        allow: None,
+        location,
+    }
+}
+
 /// Server span tags (OpenTracing conventions, as jaeger-client-go's HTTP middleware and Envoy).
 /// Static strings where they can be: only the URL, the peer's address and the request id are
-/// copied, once each.
+/// copied, once each. What the client wrote has its control bytes escaped (`escape`).
 fn server_tags(request: &Request) -> impl Iterator<Item = Tag> + use<> {
     let method: Cow<'static, str> = match standard_method(request.method()) {
         Some(name) => name.into(),
-        None => clip(request.method().as_str(), 32).to_owned().into(),
+        None => escape::controls(clip(request.method().as_str(), 32))
+            .into_owned()
+            .into(),
     };
     let peer = request.remote_addr().map(|addr| {
         // At most 39 bytes (IPv6): one allocation, no regrowth.
@@ -528,14 +557,17 @@ fn server_tags(request: &Request) -> impl Iterator<Item = Tag> + use<> {
         .map(|id| {
             Tag::new(
                 "guid:x-request-id",
-                clip(id.value.as_str(), MAX_SHORT_TAG).to_owned(),
+                escape::controls(clip(id.value.as_str(), MAX_SHORT_TAG)).into_owned(),
             )
         });
     [
         Tag::new("span.kind", "server"),
         Tag::new("component", "tiny_http"),
         Tag::new("http.method", method),
-        Tag::new("http.url", clip(request.url(), MAX_URL_TAG).to_owned()),
+        Tag::new(
+            "http.url",
+            escape::controls(clip(request.url(), MAX_URL_TAG)).into_owned(),
+        ),
     ]
     .into_iter()
     .chain(peer.into_iter().flatten())
@@ -572,20 +604,19 @@ fn path_of(target: &str) -> &str {
 }
 
 fn respond(request: Request, reply: Reply) {
-    let body: Cow<'static, [u8]> = match reply.body {
-        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-    };
-    let len = body.len();
-    let mut headers = Vec::with_capacity(2);
-    headers.extend(Header::from_bytes("Content-Type", reply.content_type).ok());
+    let len = reply.body.len();
+    let mut headers = Vec::with_capacity(3);
+    headers.extend(Header::from_bytes("Content-Type", reply.content_type.as_bytes()).ok());
     if let Some(allow) = reply.allow {
         headers.extend(Header::from_bytes("Allow", allow).ok());
+    }
+    if let Some(location) = reply.location {
+        headers.extend(Header::from_bytes("Location", location).ok());
     }
     let response = Response::new(
         StatusCode(reply.status),
         headers,
-        Cursor::new(body),
+        Cursor::new(reply.body),
         Some(len),
         None,
     );
@@ -607,11 +638,15 @@ fn closing_reply(reply: &Reply, head_only: bool) -> Vec<u8> {
     if let Some(allow) = reply.allow {
         let _ = write!(out, "Allow: {allow}\r\n");
     }
-    out.push_str("\r\n");
-    if !head_only {
-        out.push_str(&reply.body);
+    if let Some(location) = &reply.location {
+        let _ = write!(out, "Location: {location}\r\n");
     }
-    out.into_bytes()
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(&reply.body);
+    }
+    out
 }
 
 /// RFC 9110's IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.

@@ -8,11 +8,12 @@
 
 use crate::config::SamplerConfig;
 use crate::propagation::{Context, Format, Incoming, Sampling, SpanIds, TraceId};
-use crate::reporter::Queue;
+use crate::reporter::{Queue, Slot};
 use rustracing::sampler::AllSampler;
-use rustracing::tag::Tag;
+use rustracing::tag::{Tag, TagValue};
 use rustracing_jaeger::Tracer;
-use rustracing_jaeger::span::{Span, SpanContext, SpanSender};
+use rustracing_jaeger::span::{Span, SpanContext};
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
@@ -205,14 +206,15 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    pub fn new(
-        spans: Option<(SpanSender, Queue)>,
-        sampler: Sampler,
-        shared_rpc_span: bool,
-    ) -> Self {
+    pub fn new(queue: Option<Queue>, sampler: Sampler, shared_rpc_span: bool) -> Self {
         Tracing {
             // We decide sampling ourselves before starting a span, so the tracer keeps all.
-            spans: spans.map(|(tx, queue)| (Tracer::with_sender(AllSampler, tx), queue)),
+            spans: queue.map(|queue| {
+                (
+                    Tracer::with_sender(AllSampler, queue.sender().clone()),
+                    queue,
+                )
+            }),
             sampler,
             shared_rpc_span,
         }
@@ -238,20 +240,22 @@ impl Tracing {
         operation: impl Into<std::borrow::Cow<'static, str>>,
         start_time: SystemTime,
         tags: impl FnOnce() -> I,
-    ) -> Span {
+    ) -> TracedSpan {
         let Some((tracer, queue)) = &self.spans else {
-            return Span::inactive();
+            return TracedSpan::inactive();
         };
-        if !plan.sampling.is_sampled() || !queue.try_admit() {
-            return Span::inactive();
+        if !plan.sampling.is_sampled() {
+            return TracedSpan::inactive();
         }
         let flags = match plan.sampling {
             Sampling::Debug => FLAG_SAMPLED | FLAG_DEBUG,
             _ => FLAG_SAMPLED,
         };
         let Some(state) = jaeger_context(plan.trace_id, plan.span_id, flags) else {
-            queue.release_unused();
-            return Span::inactive();
+            return TracedSpan::inactive();
+        };
+        let Some(slot) = queue.try_admit() else {
+            return TracedSpan::inactive();
         };
         let mut options = tracer.span(operation).start_time(start_time);
         // The parent must be marked sampled: the Jaeger encoding (ours, as rustracing_jaeger's
@@ -262,7 +266,10 @@ impl Tracing {
         {
             options = options.child_of(&parent);
         }
+        let mut server = false;
         for tag in tags() {
+            server |= tag.name() == "span.kind"
+                && matches!(tag.value(), TagValue::String(kind) if kind == "server");
             options = options.tag(tag);
         }
         if plan.decided_here {
@@ -270,7 +277,58 @@ impl Tracing {
                 options = options.tag(tag);
             }
         }
-        options.start_with_state(state.state().clone())
+        TracedSpan {
+            span: options.start_with_state(state.state().clone()),
+            server,
+            _slot: Some(slot),
+        }
+    }
+}
+
+/// A span started by `Tracing::start`: a rustracing span (all its API through `Deref`) that
+/// holds its queue slot until it is finished. Dropped while its thread panics, it is marked
+/// failed, a server span with the 500 tiny_http then answers, so no span ends without a status.
+#[derive(Debug)]
+pub struct TracedSpan {
+    span: Span,
+    server: bool,
+    /// Declared after `span`: given back once the span is in the channel.
+    _slot: Option<Slot>,
+}
+
+impl TracedSpan {
+    fn inactive() -> TracedSpan {
+        TracedSpan {
+            span: Span::inactive(),
+            server: false,
+            _slot: None,
+        }
+    }
+}
+
+impl Deref for TracedSpan {
+    type Target = Span;
+    fn deref(&self) -> &Span {
+        &self.span
+    }
+}
+
+impl DerefMut for TracedSpan {
+    fn deref_mut(&mut self) -> &mut Span {
+        &mut self.span
+    }
+}
+
+impl Drop for TracedSpan {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if self.server {
+                self.span.set_tag(|| Tag::new("http.status_code", 500_i64));
+            }
+            self.span.error_log(|log| {
+                log.kind("panic").message("the request handler panicked");
+            });
+        }
     }
 }
 

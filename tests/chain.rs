@@ -202,23 +202,44 @@ fn without_headers_a_starts_the_trace_and_b_joins_it() {
 
 /// A downstream that records the request head and answers (or does not).
 fn fake_downstream(answer: bool) -> (String, std::thread::JoinHandle<String>) {
+    let answers: &[&[u8]] = if answer {
+        &[b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"]
+    } else {
+        &[]
+    };
+    let (url, heads) = scripted_downstream(answers, 1);
+    let head = std::thread::spawn(move || heads.join().unwrap().remove(0));
+    (url, head)
+}
+
+/// A downstream taking `calls` connections one after the other: it records each request
+/// head and writes the next of `answers`, raw, then closes; with no answer left it says
+/// nothing for 2 s.
+fn scripted_downstream(
+    answers: &'static [&'static [u8]],
+    calls: usize,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/gettime?from=a", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(WAIT)).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
+        let mut heads = Vec::new();
+        for i in 0..calls {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(WAIT)).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            match answers.get(i) {
+                Some(answer) => {
+                    let _ = conn.write_all(answer);
+                }
+                None => std::thread::sleep(Duration::from_secs(2)),
+            }
+            heads.push(String::from_utf8(head).unwrap());
         }
-        if answer {
-            let _ = conn
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
-        } else {
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        String::from_utf8(head).unwrap()
+        heads
     });
     (url, handle)
 }
@@ -442,4 +463,138 @@ fn chain_without_a_downstream_is_404() {
     let r = a.get("/chain", &[]);
     assert_eq!(r.status, 404);
     assert!(r.body.contains("DOWNSTREAM_URL"), "{}", r.body);
+}
+
+#[test]
+fn forwarded_headers_with_control_bytes_are_not_forwarded() {
+    let agent = Agent::new();
+    let (url, downstream) = fake_downstream(true);
+    let a = Service::start(
+        agent.port(),
+        &[("DOWNSTREAM_URL", &url), ("RUST_LOG", "debug")],
+    );
+    // Sent raw: tiny_http ends header lines at CRLF only, so the LF and the NUL stay inside
+    // the values it hands us.
+    let response = a.get(
+        "/chain",
+        &[
+            ("x-request-id", "abc\nHost: evil.example"),
+            ("traceparent", "00-\0-01"),
+            ("x-ot-span-context", "vendor=x\tok"),
+        ],
+    );
+    assert_eq!(response.status, 503);
+    let head = downstream.join().unwrap();
+    assert!(!head.contains("evil.example"), "{head:?}");
+    assert!(!head.contains('\0'), "{head:?}");
+    assert_eq!(header(&head, "x-request-id"), None, "{head:?}");
+    // Our own traceparent, never the caller's.
+    let ours = header(&head, "traceparent").expect("our traceparent");
+    assert!(ours.starts_with("00-") && ours.len() == 55, "{ours:?}");
+    // HTAB is allowed in a field value.
+    assert_eq!(header(&head, "x-ot-span-context"), Some("vendor=x\tok"));
+    assert!(
+        a.wait_for_log("not forwarding x-request-id", WAIT)
+            .is_some(),
+        "{:?}",
+        a.logs()
+    );
+    // Span tags hold the client's text with its control bytes escaped.
+    let spans = agent.spans(2, WAIT);
+    let server = spans.iter().find(|s| kind(s) == "server").unwrap();
+    assert_eq!(
+        server.str_tag("guid:x-request-id"),
+        Some("abc\\x0aHost: evil.example")
+    );
+}
+
+/// Every answer below, from a downstream playing by no rule, gives the client a complete
+/// response on a keep-alive connection that stays in step; every request is traced with a
+/// status and logged; the process lives.
+#[test]
+fn a_hostile_downstream_gets_a_502_or_is_relayed_whole() {
+    const ANSWERS: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\nb\r\n0\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\n\xff\x00\xfe\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    ];
+    let want: [(u16, &[u8]); 10] = [
+        (502, b""),
+        (200, b"ok"),
+        (502, b""),
+        (204, b""),
+        (200, b"\xff\x00\xfe\n"),
+        (502, b""),
+        (502, b""),
+        (502, b""),
+        (502, b""),
+        (502, b""),
+    ];
+    let agent = Agent::new();
+    let (url, downstream) = scripted_downstream(ANSWERS, ANSWERS.len());
+    let a = Service::start(agent.port(), &[("DOWNSTREAM_URL", &url)]);
+    let mut client = common::KeepAlive::connect(a.addr).unwrap();
+    for (i, (status, body)) in want.iter().enumerate() {
+        match client.get("/chain", "") {
+            common::Outcome::Complete {
+                status: got,
+                body: got_body,
+            } => {
+                assert_eq!(got, *status, "answer {i}");
+                if *status != 502 {
+                    assert_eq!(got_body, *body, "answer {i}");
+                }
+            }
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
+    assert_eq!(client.status("/gettime"), 200, "the connection is in step");
+    downstream.join().unwrap();
+    // Each /chain request: a server span with its status, a client span, an access-log line.
+    let spans = agent.spans(2 * ANSWERS.len() + 1, WAIT);
+    let mut statuses: Vec<i64> = spans
+        .iter()
+        .filter(|s| kind(s) == "server" && s.operation == "GET /chain")
+        .map(|s| match s.tag("http.status_code") {
+            Some(TagValue::Long(code)) => *code,
+            other => panic!("{} without a status: {other:?}", s.operation),
+        })
+        .collect();
+    statuses.sort();
+    let mut wanted: Vec<i64> = want.iter().map(|(s, _)| i64::from(*s)).collect();
+    wanted.sort();
+    assert_eq!(statuses, wanted);
+    let logged = a
+        .logs()
+        .iter()
+        .filter(|l| l.contains("GET /chain "))
+        .count();
+    assert_eq!(logged, ANSWERS.len(), "{:?}", a.logs());
+    assert_eq!(a.get("/healthz", &[]).status, 200, "the process lives");
+}
+
+#[test]
+fn a_redirect_is_relayed_with_its_location_and_type() {
+    const ANSWERS: &[&[u8]] = &[
+        b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/x?y=1\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nmoved",
+        b"HTTP/1.1 302 Found\r\nLocation: /x\x01y\r\nContent-Length: 0\r\n\r\n",
+    ];
+    let agent = Agent::new();
+    let (url, downstream) = scripted_downstream(ANSWERS, ANSWERS.len());
+    let a = Service::start(agent.port(), &[("DOWNSTREAM_URL", &url)]);
+    let r = a.get("/chain", &[]);
+    assert_eq!((r.status, r.body.as_str()), (302, "moved"));
+    assert_eq!(r.header("location"), Some("http://elsewhere/x?y=1"));
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    // A Location with a control byte is not relayed.
+    let r = a.get("/chain", &[]);
+    assert_eq!((r.status, r.header("location")), (302, None));
+    downstream.join().unwrap();
 }

@@ -450,6 +450,25 @@ fn an_unresolvable_agent_does_not_stop_serving_and_drops_are_counted() {
     assert_eq!(counters["sent"], 0);
 }
 
+/// `[::1]` is how jaeger-client-go takes an IPv6 agent (it writes `host:port`): spans get
+/// there; and the service listens on IPv6 when asked.
+#[test]
+fn an_ipv6_agent_in_brackets_receives_the_spans() {
+    let agent = std::net::UdpSocket::bind("[::1]:0").expect("IPv6 loopback");
+    agent.set_read_timeout(Some(WAIT)).unwrap();
+    let port = agent.local_addr().unwrap().port();
+    let service = Service::start(port, &[("JAEGER_AGENT_HOST", "[::1]"), ("HOST", "[::1]")]);
+    assert!(service.addr.is_ipv6(), "{}", service.addr);
+    assert_eq!(service.get("/gettime", &[]).status, 200);
+    let mut datagram = vec![0u8; 65_536];
+    let len = agent
+        .recv(&mut datagram)
+        .expect("a datagram from the service");
+    let batch = common::decode_emit_batch(&datagram[..len]);
+    assert_eq!(batch.spans.len(), 1);
+    assert_eq!(batch.spans[0].operation, "GET /gettime");
+}
+
 #[test]
 fn jaeger_disabled_serves_and_sends_nothing() {
     let agent = Agent::new();
@@ -489,6 +508,8 @@ fn invalid_settings_stop_start_up_with_one_line_and_status_2() {
         ("JAEGER_REPORTER_FLUSH_INTERVAL", "soon"),
         ("WORKERS", "0"),
         ("JAEGER_PROPAGATION", "b3,jaeger"),
+        ("HOST", "notanip"),
+        ("JAEGER_AGENT_HOST", "[notanip]"),
     ];
     for (var, value) in cases {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_myhelloworld"))
