@@ -43,66 +43,92 @@ fn refuse(status: u16, reason: &'static str, close: bool) -> Verdict {
     }
 }
 
-/// Judges a request head: its HTTP minor version (1.0 or 1.1) and its header fields.
-pub fn judge<'a>(http11: bool, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Verdict {
-    let (mut hosts, mut host_valid) = (0, true);
-    let (mut lengths, mut length_valid, mut length) = (0, true, None::<u64>);
-    let mut codings: Option<&str> = None;
-    let (mut encodings, mut expects_continue) = (0, false);
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            host_valid &= valid_host(value);
-        } else if name.eq_ignore_ascii_case("content-length") {
-            lengths += 1;
-            match (parse_length(value), length) {
-                (Some(n), None) => length = Some(n),
-                (Some(n), Some(first)) if n == first => {}
-                _ => length_valid = false,
+/// The header fields `judge` reads, gathered in one pass.
+#[derive(Default)]
+struct Fields<'a> {
+    hosts: usize,
+    hosts_valid: bool,
+    lengths: usize,
+    /// The one length all `Content-Length` lines agree on; None if none or invalid.
+    length: Option<u64>,
+    lengths_valid: bool,
+    encodings: usize,
+    /// The last `Transfer-Encoding` line.
+    codings: Option<&'a str>,
+    expects_continue: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn gather(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Fields<'a> {
+        let mut f = Fields {
+            hosts_valid: true,
+            lengths_valid: true,
+            ..Fields::default()
+        };
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("host") {
+                f.hosts += 1;
+                f.hosts_valid &= valid_host(value);
+            } else if name.eq_ignore_ascii_case("content-length") {
+                f.lengths += 1;
+                match (parse_length(value), f.length) {
+                    (Some(n), None) if f.lengths_valid => f.length = Some(n),
+                    (Some(n), Some(first)) if n == first => {}
+                    _ => f.lengths_valid = false,
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                f.encodings += 1;
+                f.codings = Some(value);
+            } else if name.eq_ignore_ascii_case("expect") {
+                f.expects_continue = value.trim().eq_ignore_ascii_case("100-continue");
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            encodings += 1;
-            codings = Some(value);
-        } else if name.eq_ignore_ascii_case("expect") {
-            expects_continue = value.trim().eq_ignore_ascii_case("100-continue");
+        }
+        f
+    }
+
+    /// Why the `Host` lines are refused (RFC 9112 §3.2), if they are.
+    fn host_refusal(&self, http11: bool) -> Option<&'static str> {
+        if self.hosts > 1 {
+            Some("more than one Host")
+        } else if self.hosts == 0 && http11 {
+            Some("no Host")
+        } else if !self.hosts_valid {
+            Some("invalid Host")
+        } else {
+            None
         }
     }
-    if encodings > 0 {
-        if lengths > 0 {
+}
+
+/// Judges a request head: its HTTP minor version (1.0 or 1.1) and its header fields.
+pub fn judge<'a>(http11: bool, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Verdict {
+    let f = Fields::gather(headers);
+    if f.encodings > 0 {
+        if f.lengths > 0 {
             return refuse(400, "both Transfer-Encoding and Content-Length", true);
         }
         // tiny_http reads only the last field line; more than one could hide a coding.
-        if encodings > 1 || !codings.is_some_and(ends_in_chunked) {
+        if f.encodings > 1 || !f.codings.is_some_and(ends_in_chunked) {
             return refuse(400, "Transfer-Encoding other than chunked", true);
         }
     }
-    if !length_valid {
+    if !f.lengths_valid {
         return refuse(400, "invalid or conflicting Content-Length", true);
     }
-    if length.is_some_and(|n| n > BUFFERED_BODY) {
+    if f.length.is_some_and(|n| n > BUFFERED_BODY) {
         return Verdict {
-            content_length: length,
+            content_length: f.length,
             ..refuse(413, "request body too large", true)
         };
     }
-    // A chunked body, or one behind `Expect: 100-continue`, is still in the socket.
-    let unread = encodings > 0 || (expects_continue && length.is_some_and(|n| n > 0));
-    let refusal = if hosts > 1 {
-        Some("more than one Host")
-    } else if hosts == 0 && http11 {
-        Some("no Host")
-    } else if !host_valid {
-        Some("invalid Host")
-    } else {
-        None
-    };
     Verdict {
-        refusal: refusal.map(|reason| Refusal {
+        refusal: f.host_refusal(http11).map(|reason| Refusal {
             status: 400,
             reason,
         }),
-        close: unread,
-        content_length: length,
+        // A chunked body, or one behind `Expect: 100-continue`, is still in the socket.
+        close: f.encodings > 0 || (f.expects_continue && f.length.is_some_and(|n| n > 0)),
+        content_length: f.length,
     }
 }
 
