@@ -17,6 +17,8 @@ pub mod handlers;
 pub mod jaeger_thrift;
 pub mod metrics;
 pub mod propagation;
+#[cfg(test)]
+mod readme;
 pub mod reporter;
 pub mod server;
 pub mod signals;
