@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::sync::OnceLock;
 use time::{OffsetDateTime, UtcOffset};
 use tiny_http::Method;
 
@@ -28,9 +29,16 @@ impl Route {
         Route::Unknown,
     ];
 
-    /// Position in `ALL`, for per-route counters.
-    pub fn index(self) -> usize {
-        self as usize
+    /// This route's place in a `PerRoute`: a match, so that a new route must be given one.
+    fn index(self) -> usize {
+        match self {
+            Route::Root => 0,
+            Route::GetTime => 1,
+            Route::Healthz => 2,
+            Route::Chain => 3,
+            Route::Metrics => 4,
+            Route::Unknown => 5,
+        }
     }
 
     /// The `route` label of metrics.
@@ -65,6 +73,24 @@ impl Route {
             Route::Metrics => Some("/metrics"),
             Route::Unknown => None,
         }
+    }
+}
+
+/// One `T` per route, indexed by the route.
+#[derive(Debug)]
+pub struct PerRoute<T>([T; Route::ALL.len()]);
+
+impl<T> PerRoute<T> {
+    pub const fn new(values: [T; Route::ALL.len()]) -> Self {
+        PerRoute(values)
+    }
+}
+
+impl<T> std::ops::Index<Route> for PerRoute<T> {
+    type Output = T;
+
+    fn index(&self, route: Route) -> &T {
+        &self.0[route.index()]
     }
 }
 
@@ -137,7 +163,6 @@ impl Reply {
 /// What the handlers need: fixed at start-up.
 #[derive(Debug)]
 pub struct App {
-    hello: &'static str,
     utc_offset: UtcOffset,
 }
 
@@ -145,10 +170,7 @@ impl App {
     /// `utc_offset` is read once at start-up: `time` cannot read the local offset safely once
     /// threads run, and a container's zone (UTC) does not change.
     pub fn new(utc_offset: UtcOffset) -> App {
-        App {
-            hello: hello_text(),
-            utc_offset,
-        }
+        App { utc_offset }
     }
 
     /// The reply of `route`. `/chain` with a downstream and `/metrics` need the server's
@@ -165,7 +187,7 @@ impl App {
             };
         }
         match route {
-            Route::Root => Reply::text(200, self.hello),
+            Route::Root => Reply::text(200, hello_text()),
             Route::GetTime => {
                 log::info!("Received getTime request");
                 Reply::text(200, time_text(now.to_offset(self.utc_offset)))
@@ -177,15 +199,17 @@ impl App {
     }
 }
 
-/// The original's greeting, with the OS and CPU of the build target.
+/// The original's greeting, with the OS and CPU of the build target: built once per process,
+/// so every reply borrows it.
 fn hello_text() -> &'static str {
-    // Built once per process and kept for its lifetime, so every reply borrows it.
-    let text = format!(
-        "hello world, I'm running on {} with an {} CPU ",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
-    Box::leak(text.into_boxed_str())
+    static HELLO: OnceLock<String> = OnceLock::new();
+    HELLO.get_or_init(|| {
+        format!(
+            "hello world, I'm running on {} with an {} CPU ",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )
+    })
 }
 
 /// `The time is ` and Go's ANSIC layout `Mon Jan _2 15:04:05 2006` (day padded with a space).
@@ -241,6 +265,22 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(time_text(t), want);
         }
+    }
+
+    /// Every route has its own place in a `PerRoute`, and two `App`s share one greeting.
+    #[test]
+    fn per_route_places_and_one_greeting() {
+        let mut places: Vec<usize> = Route::ALL.iter().map(|r| r.index()).collect();
+        places.sort_unstable();
+        assert_eq!(places, (0..Route::ALL.len()).collect::<Vec<_>>());
+        let labels = PerRoute::new(Route::ALL.map(Route::label));
+        for route in Route::ALL {
+            assert_eq!(labels[route], route.label());
+        }
+        let now = time::macros::datetime!(2026-11-21 22:45:07 UTC);
+        let [a, b] = [App::new(UtcOffset::UTC), App::new(UtcOffset::UTC)]
+            .map(|app| app.handle(&Method::Get, Route::Root, now).body);
+        assert!(std::ptr::eq(a.as_ref(), b.as_ref()), "built once");
     }
 
     #[test]

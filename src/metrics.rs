@@ -3,7 +3,7 @@
 //! allocation); only rendering allocates.
 
 use crate::connections::{self, Reason};
-use crate::handlers::Route;
+use crate::handlers::{PerRoute, Route};
 use crate::reporter::Stats;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,19 +18,19 @@ const STATUSES: usize = 500;
 
 /// Per-route request counters and duration histograms.
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES]; Route::ALL.len()],
+    requests: PerRoute<[AtomicU64; STATUSES]>,
     /// Requests per bucket, the last one past every bound (not cumulative: `render` sums
     /// what it loaded, so the `+Inf` bucket and the count always agree with the others).
-    buckets: [[AtomicU64; BUCKETS.len() + 1]; Route::ALL.len()],
-    duration_us: [AtomicU64; Route::ALL.len()],
+    buckets: PerRoute<[AtomicU64; BUCKETS.len() + 1]>,
+    duration_us: PerRoute<AtomicU64>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: [const { [const { AtomicU64::new(0) }; STATUSES] }; Route::ALL.len()],
-            buckets: [const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; Route::ALL.len()],
-            duration_us: [const { AtomicU64::new(0) }; Route::ALL.len()],
+            requests: PerRoute::new([const { [const { AtomicU64::new(0) }; STATUSES] }; _]),
+            buckets: PerRoute::new([const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; _]),
+            duration_us: PerRoute::new([const { AtomicU64::new(0) }; _]),
         }
     }
 }
@@ -38,8 +38,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one answered request.
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
-        let r = route.index();
-        if let Some(counter) = self.requests[r].get(usize::from(status).wrapping_sub(100)) {
+        if let Some(counter) = self.requests[route].get(usize::from(status).wrapping_sub(100)) {
             counter.fetch_add(1, Relaxed);
         }
         let seconds = elapsed.as_secs_f64();
@@ -47,8 +46,8 @@ impl Metrics {
             .iter()
             .position(|&le| seconds <= le)
             .unwrap_or(BUCKETS.len());
-        self.buckets[r][b].fetch_add(1, Relaxed);
-        self.duration_us[r].fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.buckets[route][b].fetch_add(1, Relaxed);
+        self.duration_us[route].fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     /// The exposition text: these metrics, the span reporter's and the connection watchdog's.
@@ -62,7 +61,7 @@ impl Metrics {
     fn write(&self, out: &mut String, spans: &Stats) -> std::fmt::Result {
         out.push_str("# HELP myhelloworld_http_requests_total HTTP requests answered, by route and status.\n# TYPE myhelloworld_http_requests_total counter\n");
         for route in Route::ALL {
-            for (i, counter) in self.requests[route.index()].iter().enumerate() {
+            for (i, counter) in self.requests[route].iter().enumerate() {
                 let n = counter.load(Relaxed);
                 if n > 0 {
                     writeln!(
@@ -76,9 +75,8 @@ impl Metrics {
         }
         out.push_str("# HELP myhelloworld_http_request_duration_seconds Time from taking a request to having written its response.\n# TYPE myhelloworld_http_request_duration_seconds histogram\n");
         for route in Route::ALL {
-            let r = route.index();
             // One load per bucket: every line below is derived from this snapshot.
-            let loaded = self.buckets[r].each_ref().map(|b| b.load(Relaxed));
+            let loaded = self.buckets[route].each_ref().map(|b| b.load(Relaxed));
             let count: u64 = loaded.iter().sum();
             if count == 0 {
                 continue;
@@ -99,7 +97,7 @@ impl Metrics {
             writeln!(
                 out,
                 "myhelloworld_http_request_duration_seconds_sum{{route=\"{label}\"}} {}",
-                self.duration_us[r].load(Relaxed) as f64 / 1e6
+                self.duration_us[route].load(Relaxed) as f64 / 1e6
             )?;
             writeln!(
                 out,
