@@ -51,9 +51,9 @@ pub enum SamplerConfig {
 /// A setting that could not be used: start-up stops with this one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    pub var: &'static str,
-    pub value: String,
-    pub accepted: Cow<'static, str>,
+    pub(crate) var: &'static str,
+    pub(crate) value: String,
+    pub(crate) accepted: Cow<'static, str>,
 }
 
 impl fmt::Display for ConfigError {
@@ -320,7 +320,7 @@ fn parse_agent_host(v: &str) -> Option<String> {
 }
 
 /// Go's `strconv.ParseBool`.
-pub fn parse_bool(v: &str) -> Option<bool> {
+fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
@@ -353,7 +353,7 @@ fn parse_tags(v: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Vec<(Str
 }
 
 /// A Go `time.ParseDuration` string without a sign: `300ms`, `1.5s`, `2m30s`, `0`.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
+fn parse_go_duration(s: &str) -> Option<Duration> {
     if s == "0" {
         return Some(Duration::ZERO);
     }

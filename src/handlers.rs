@@ -8,7 +8,7 @@ use tiny_http::Method;
 
 /// The routes of the service. Unknown paths share one route (and one span name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Root,
     GetTime,
     Healthz,
@@ -20,7 +20,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub(crate) const ALL: [Route; 6] = [
         Route::Root,
         Route::GetTime,
         Route::Healthz,
@@ -42,12 +42,12 @@ impl Route {
     }
 
     /// The `route` label of metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         self.path().unwrap_or("unknown")
     }
 
     /// The route of a request target (path, optionally with a query).
-    pub fn of(target: &str) -> Route {
+    pub(crate) fn of(target: &str) -> Route {
         match target.split_once('?').map_or(target, |(path, _)| path) {
             "/" => Route::Root,
             "/gettime" => Route::GetTime,
@@ -59,12 +59,12 @@ impl Route {
     }
 
     /// Probes and scrapes are not traced: a span for each would only be noise.
-    pub fn traced(self) -> bool {
+    pub(crate) fn traced(self) -> bool {
         !matches!(self, Route::Healthz | Route::Metrics)
     }
 
     /// The route's path; `None` for unknown paths.
-    pub fn path(self) -> Option<&'static str> {
+    pub(crate) fn path(self) -> Option<&'static str> {
         match self {
             Route::Root => Some("/"),
             Route::GetTime => Some("/gettime"),
@@ -78,10 +78,10 @@ impl Route {
 
 /// One `T` per route, indexed by the route.
 #[derive(Debug)]
-pub struct PerRoute<T>([T; Route::ALL.len()]);
+pub(crate) struct PerRoute<T>([T; Route::ALL.len()]);
 
 impl<T> PerRoute<T> {
-    pub const fn new(values: [T; Route::ALL.len()]) -> Self {
+    pub(crate) const fn new(values: [T; Route::ALL.len()]) -> Self {
         PerRoute(values)
     }
 }
@@ -96,7 +96,7 @@ impl<T> std::ops::Index<Route> for PerRoute<T> {
 
 /// The name of a standard method, as a static string (tags and span names need no copy);
 /// `None` for a non-standard one.
-pub fn standard_method(method: &Method) -> Option<&'static str> {
+pub(crate) fn standard_method(method: &Method) -> Option<&'static str> {
     Some(match method {
         Method::Get => "GET",
         Method::Head => "HEAD",
@@ -114,7 +114,7 @@ pub fn standard_method(method: &Method) -> Option<&'static str> {
 /// The span's operation name: `GET /gettime`, low cardinality. Unknown paths are named by
 /// the method alone and non-standard methods are `_OTHER` (OpenTelemetry's HTTP span naming),
 /// so a client cannot mint names. GET and HEAD, the common case, allocate nothing.
-pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
+pub(crate) fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
     let method = standard_method(method).unwrap_or("_OTHER");
     match (method, route) {
         ("GET", Route::Root) => "GET /".into(),
@@ -132,21 +132,21 @@ pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
 /// A response, before tiny_http writes it (it adds Content-Length and leaves the body out
 /// for HEAD, 1xx, 204 and 304).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     /// Bytes: `/chain` relays the downstream's body as it came.
-    pub body: Cow<'static, [u8]>,
-    pub content_type: Cow<'static, str>,
+    pub(crate) body: Cow<'static, [u8]>,
+    pub(crate) content_type: Cow<'static, str>,
     /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
+    pub(crate) allow: Option<&'static str>,
     /// The `Location` header of a relayed answer.
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Reply {
-    pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
+    pub(crate) fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             status,
             body: match body.into() {
@@ -175,7 +175,7 @@ impl App {
 
     /// The reply of `route`. `/chain` with a downstream and `/metrics` need the server's
     /// state and are answered there; here `/chain` is the reply without a downstream.
-    pub fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
+    pub(crate) fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
         let not_found = || Reply::text(404, "404 page not found\n");
         if route == Route::Unknown {
             return not_found();
@@ -213,7 +213,7 @@ fn hello_text() -> &'static str {
 }
 
 /// `The time is ` and Go's ANSIC layout `Mon Jan _2 15:04:05 2006` (day padded with a space).
-pub fn time_text(t: OffsetDateTime) -> String {
+fn time_text(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -37,7 +37,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+    pub(crate) fn observe(&self, route: Route, status: u16, elapsed: Duration) {
         if let Some(counter) = self.requests[route].get(usize::from(status).wrapping_sub(100)) {
             counter.fetch_add(1, Relaxed);
         }
@@ -51,7 +51,7 @@ impl Metrics {
     }
 
     /// The exposition text: these metrics, the span reporter's and the connection watchdog's.
-    pub fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
+    pub(crate) fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
         let mut out = String::with_capacity(4096);
         let _ = self.write_requests(&mut out);
         let _ = self.write_durations(&mut out);

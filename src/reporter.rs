@@ -67,13 +67,13 @@ pub struct Queue {
 
 impl Queue {
     /// The channel finished spans go into.
-    pub fn sender(&self) -> &SpanSender {
+    pub(crate) fn sender(&self) -> &SpanSender {
         &self.sender
     }
 
     /// A slot for one span while fewer than `capacity` spans are in flight or queued, or
     /// `None`, counted dropped. Never blocks.
-    pub fn try_admit(&self) -> Option<Slot> {
+    pub(crate) fn try_admit(&self) -> Option<Slot> {
         let queued = self.sender.len();
         let admitted = self
             .stats

@@ -8,43 +8,43 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Spans admitted by `Queue::try_admit` (each is later sent or dropped below).
-    pub admitted: AtomicU64,
-    pub dropped_queue_full: AtomicU64,
+    pub(crate) admitted: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
     /// Spans the reporter took from the channel, however they were started.
-    pub received: AtomicU64,
-    pub sent: AtomicU64,
-    pub dropped_send_error: AtomicU64,
-    pub dropped_agent_unresolved: AtomicU64,
-    pub dropped_too_large: AtomicU64,
-    pub datagrams: AtomicU64,
-    pub bytes: AtomicU64,
-    pub send_errors: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) dropped_send_error: AtomicU64,
+    pub(crate) dropped_agent_unresolved: AtomicU64,
+    pub(crate) dropped_too_large: AtomicU64,
+    pub(crate) datagrams: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
     /// Spans counted `sent` whose datagram the agent's host then refused (ICMP port
     /// unreachable, noticed at the next send): a lower bound, see the `reporter` module.
-    pub refused: AtomicU64,
+    pub(crate) refused: AtomicU64,
     /// Spans started and not yet finished: the `Slot`s alive (a gauge).
-    pub in_flight: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
     /// Spans waiting in the channel when the reporter last took one (a gauge).
-    pub queued: AtomicUsize,
+    pub(crate) queued: AtomicUsize,
 }
 
 /// A Prometheus series of `/metrics`.
 #[derive(Clone, Copy, Debug)]
-pub struct Metric {
-    pub name: &'static str,
+pub(crate) struct Metric {
+    pub(crate) name: &'static str,
     /// `key="value"`, or empty.
-    pub labels: &'static str,
+    pub(crate) labels: &'static str,
     /// The `# HELP` text, on the first series of a name only (the others share it).
-    pub help: &'static str,
-    pub kind: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 /// One value read from `Stats`: where it shows in the shutdown line and in `/metrics`.
-pub struct Series {
+pub(crate) struct Series {
     /// In the shutdown line: `{separator}{key}={value}`.
-    pub summary: Option<(&'static str, &'static str)>,
-    pub metric: Option<Metric>,
-    pub read: fn(&Stats) -> u64,
+    pub(crate) summary: Option<(&'static str, &'static str)>,
+    pub(crate) metric: Option<Metric>,
+    pub(crate) read: fn(&Stats) -> u64,
 }
 
 const fn counter(name: &'static str, labels: &'static str, help: &'static str) -> Option<Metric> {
@@ -57,7 +57,7 @@ const fn counter(name: &'static str, labels: &'static str, help: &'static str) -
 }
 
 /// Every span series, in the order of the shutdown line; the series of one metric together.
-pub const SERIES: [Series; 13] = [
+pub(crate) const SERIES: [Series; 13] = [
     Series {
         summary: Some(("spans ", "admitted")),
         metric: None,
