@@ -29,13 +29,15 @@
           myhelloworld = pkgs.pkgsStatic.rustPlatform.buildRustPackage {
             pname = crate.name;
             inherit (crate) version;
-            # Only what cargo reads, so edits to k8s/, docs or scripts do not rebuild the binary.
+            # Only what cargo reads, so edits to k8s/ or scripts do not rebuild the binary.
             src = lib.fileset.toSource {
               root = ./.;
               fileset = lib.fileset.unions [
                 ./Cargo.toml
                 ./Cargo.lock
                 ./src
+                # Unit tests check its configuration and metrics tables against the code.
+                ./README.md
                 (lib.fileset.fileFilter isCargoTestFile ./tests)
               ];
             };

@@ -5,8 +5,11 @@
 use crate::connections::Limits;
 use crate::downstream::Url;
 use crate::propagation::Formats;
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Everything the service reads at start-up.
@@ -48,9 +51,9 @@ pub enum SamplerConfig {
 /// A setting that could not be used: start-up stops with this one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    pub var: &'static str,
-    pub value: String,
-    pub accepted: &'static str,
+    pub(crate) var: &'static str,
+    pub(crate) value: String,
+    pub(crate) accepted: Cow<'static, str>,
 }
 
 impl fmt::Display for ConfigError {
@@ -84,17 +87,18 @@ Configuration (environment variables, default in brackets):
                                   100ms-24h; longer than Envoy's 1h so the sidecar closes
                                   first [1h5m]
   HTTP_REQUEST_TIMEOUT            close a connection whose request is not answered this long
-                                  after it began (slow heads, stuck clients), 100ms-1h,
-                                  longer than DOWNSTREAM_TIMEOUT [30s]
+                                  after it began (slow heads, stuck clients), 100ms-1h; with
+                                  DOWNSTREAM_URL set, longer than DOWNSTREAM_TIMEOUT [30s]
   JAEGER_SERVICE_NAME             service name in Jaeger [myhelloworld]
   JAEGER_AGENT_HOST               Jaeger agent host name or IP (IPv6 bare or in brackets),
                                   resolved again while it fails [localhost]
   JAEGER_AGENT_PORT               agent UDP port, jaeger.thrift compact [6831]
   JAEGER_SAMPLER_TYPE             const | probabilistic | ratelimiting, for traces that arrive
                                   without a sampling decision [const]
-  JAEGER_SAMPLER_PARAM            const: 1 or 0; probabilistic: 0.0-1.0; ratelimiting: traces
-                                  per second [1, 0.001, 1 respectively]
-  JAEGER_TAGS                     process tags k=v,k2=v2; a value ${VAR:default} reads VAR []
+  JAEGER_SAMPLER_PARAM            const: 0 off, any other number on; probabilistic: 0.0-1.0;
+                                  ratelimiting: traces per second [1, 0.001, 1 respectively]
+  JAEGER_TAGS                     process tags k=v,k2=v2; a value ${VAR:default} reads VAR
+                                  [none]
   JAEGER_REPORTER_MAX_QUEUE_SIZE  spans waiting for the reporter before new ones are dropped
                                   and counted, 1-1000000 [4096]
   JAEGER_REPORTER_FLUSH_INTERVAL  longest a span waits before it is sent, a Go duration
@@ -116,7 +120,13 @@ Booleans take 1, t, true, TRUE, True, 0, f, false, FALSE, False.
 An invalid value stops start-up with exit status 2.
 ";
 
+// What some variables accept, for the error line (numbers and durations say their range).
 const BOOL: &str = "a boolean (true, false, 1, 0)";
+const IP: &str = "an IP address such as 0.0.0.0, :: or 127.0.0.1";
+const AGENT_HOST: &str = "a host name, an IPv4 address or an IPv6 address, bare or in brackets";
+const TAGS: &str = "comma-separated key=value pairs (value may be ${VAR:default})";
+const PROPAGATION: &str = "a comma list of b3 and w3c in order of precedence, such as b3,w3c";
+const URL: &str = "an http:// URL such as http://myhelloworld-backend:8080/gettime";
 
 impl Config {
     /// Reads the configuration through `env` (normally `std::env::var`).
@@ -124,111 +134,49 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         cpus: usize,
     ) -> Result<Config, ConfigError> {
-        let get = |var: &'static str| env(var).filter(|v| !v.is_empty());
-        let sampler = parse_sampler(get("JAEGER_SAMPLER_TYPE"), get("JAEGER_SAMPLER_PARAM"))?;
+        let v = Vars(|var: &'static str| env(var).filter(|v| !v.is_empty()));
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
         Ok(Config {
-            host: parse_or(
-                "HOST",
-                &get,
-                Ipv4Addr::UNSPECIFIED.into(),
-                "an IP address such as 0.0.0.0, :: or 127.0.0.1",
-                parse_ip,
+            host: v.or("HOST", Ipv4Addr::UNSPECIFIED.into(), IP, parse_ip)?,
+            port: v.or(
+                "PORT",
+                8080,
+                "a port number 0-65535",
+                number_in(0..=u16::MAX),
             )?,
-            port: parse_or("PORT", &get, 8080, "a port number 0-65535", |v| {
-                v.parse().ok()
-            })?,
-            workers: parse_or(
-                "WORKERS",
-                &get,
-                (4 * cpus).max(4),
-                "a whole number 1-1024",
-                |v| v.parse().ok().filter(|n| (1..=1024).contains(n)),
-            )?,
-            service_name: get("JAEGER_SERVICE_NAME").unwrap_or_else(|| "myhelloworld".into()),
-            agent_host: parse_or(
+            workers: v.number("WORKERS", (4 * cpus).max(4), 1..=1024)?,
+            service_name: v.0("JAEGER_SERVICE_NAME").unwrap_or_else(|| "myhelloworld".into()),
+            agent_host: v.or(
                 "JAEGER_AGENT_HOST",
-                &get,
                 "localhost".into(),
-                "a host name, an IPv4 address or an IPv6 address, bare or in brackets",
+                AGENT_HOST,
                 parse_agent_host,
             )?,
-            agent_port: parse_or(
+            agent_port: v.or(
                 "JAEGER_AGENT_PORT",
-                &get,
                 6831,
                 "a port number 1-65535",
-                |v| v.parse().ok().filter(|&p| p != 0),
+                number_in(1..=u16::MAX),
             )?,
-            sampler,
-            tags: match get("JAEGER_TAGS") {
-                None => Vec::new(),
-                Some(v) => parse_tags(&v, &env).ok_or(ConfigError {
-                    var: "JAEGER_TAGS",
-                    value: v,
-                    accepted: "comma-separated key=value pairs (value may be ${VAR:default})",
-                })?,
-            },
-            max_queue_size: parse_or(
-                "JAEGER_REPORTER_MAX_QUEUE_SIZE",
-                &get,
-                4096,
-                "a whole number 1-1000000",
-                |v| v.parse().ok().filter(|n| (1..=1_000_000).contains(n)),
-            )?,
-            flush_interval: parse_or(
-                "JAEGER_REPORTER_FLUSH_INTERVAL",
-                &get,
-                Duration::from_secs(1),
-                "a Go duration from 1ms to 1h, such as 500ms or 1s",
-                duration_in(Duration::from_millis(1), Duration::from_secs(3600)),
-            )?,
-            log_spans: parse_or("JAEGER_REPORTER_LOG_SPANS", &get, false, BOOL, parse_bool)?,
-            disabled: parse_or("JAEGER_DISABLED", &get, false, BOOL, parse_bool)?,
-            shared_rpc_span: parse_or("ZIPKIN_SHARED_RPC_SPAN", &get, false, BOOL, parse_bool)?,
-            propagation: parse_or(
+            sampler: parse_sampler(v.0("JAEGER_SAMPLER_TYPE"), v.0("JAEGER_SAMPLER_PARAM"))?,
+            tags: v.or("JAEGER_TAGS", Vec::new(), TAGS, |t| parse_tags(t, &env))?,
+            max_queue_size: v.number("JAEGER_REPORTER_MAX_QUEUE_SIZE", 4096, 1..=1_000_000)?,
+            flush_interval: v.duration("JAEGER_REPORTER_FLUSH_INTERVAL", s(1), ms(1)..=s(3600))?,
+            log_spans: v.or("JAEGER_REPORTER_LOG_SPANS", false, BOOL, parse_bool)?,
+            disabled: v.or("JAEGER_DISABLED", false, BOOL, parse_bool)?,
+            shared_rpc_span: v.or("ZIPKIN_SHARED_RPC_SPAN", false, BOOL, parse_bool)?,
+            propagation: v.or(
                 "JAEGER_PROPAGATION",
-                &get,
                 Formats::default(),
-                "a comma list of b3 and w3c in order of precedence, such as b3,w3c",
+                PROPAGATION,
                 Formats::parse,
             )?,
-            downstream_url: match get("DOWNSTREAM_URL") {
-                None => None,
-                Some(v) => Some(Url::parse(v.trim()).ok_or(ConfigError {
-                    var: "DOWNSTREAM_URL",
-                    value: v,
-                    accepted: "an http:// URL such as http://myhelloworld-backend:8080/gettime",
-                })?),
-            },
-            downstream_timeout: parse_or(
-                "DOWNSTREAM_TIMEOUT",
-                &get,
-                Duration::from_secs(2),
-                "a Go duration from 1ms to 5m, such as 2s",
-                duration_in(Duration::from_millis(1), Duration::from_secs(300)),
-            )?,
+            downstream_url: v.or("DOWNSTREAM_URL", None, URL, |u| Url::parse(u).map(Some))?,
+            downstream_timeout: v.duration("DOWNSTREAM_TIMEOUT", s(2), ms(1)..=s(300))?,
             connections: Limits {
-                max_connections: parse_or(
-                    "HTTP_MAX_CONNECTIONS",
-                    &get,
-                    512,
-                    "a whole number 1-100000",
-                    |v| v.parse().ok().filter(|n| (1..=100_000).contains(n)),
-                )?,
-                idle_timeout: parse_or(
-                    "HTTP_IDLE_TIMEOUT",
-                    &get,
-                    Duration::from_secs(3900),
-                    "a Go duration from 100ms to 24h, such as 1h5m",
-                    duration_in(Duration::from_millis(100), Duration::from_secs(86_400)),
-                )?,
-                request_timeout: parse_or(
-                    "HTTP_REQUEST_TIMEOUT",
-                    &get,
-                    Duration::from_secs(30),
-                    "a Go duration from 100ms to 1h, such as 30s",
-                    duration_in(Duration::from_millis(100), Duration::from_secs(3600)),
-                )?,
+                max_connections: v.number("HTTP_MAX_CONNECTIONS", 512, 1..=100_000)?,
+                idle_timeout: v.duration("HTTP_IDLE_TIMEOUT", s(3900), ms(100)..=s(86_400))?,
+                request_timeout: v.duration("HTTP_REQUEST_TIMEOUT", s(30), ms(100)..=s(3600))?,
             },
         })
         .and_then(Config::consistent)
@@ -242,29 +190,71 @@ impl Config {
             return Err(ConfigError {
                 var: "DOWNSTREAM_TIMEOUT",
                 value: format!("{:?}", self.downstream_timeout),
-                accepted: "a duration shorter than HTTP_REQUEST_TIMEOUT",
+                accepted: "a duration shorter than HTTP_REQUEST_TIMEOUT".into(),
             });
         }
         Ok(self)
     }
 }
 
-/// `parse` of the variable's value, or `default` when it is unset or empty.
-fn parse_or<T>(
-    var: &'static str,
-    get: &impl Fn(&'static str) -> Option<String>,
-    default: T,
-    accepted: &'static str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, ConfigError> {
-    match get(var) {
-        None => Ok(default),
-        Some(v) => parse(v.trim()).ok_or(ConfigError {
-            var,
-            value: v,
-            accepted,
-        }),
+/// The variables, read through a lookup that treats empty as unset.
+struct Vars<G>(G);
+
+impl<G: Fn(&'static str) -> Option<String>> Vars<G> {
+    /// `parse` of the variable's value, or `default` when it is unset.
+    fn or<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        accepted: impl Into<Cow<'static, str>>,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
+        match self.0(var) {
+            None => Ok(default),
+            Some(value) => parse(value.trim()).ok_or(ConfigError {
+                var,
+                value,
+                accepted: accepted.into(),
+            }),
+        }
     }
+
+    /// A whole number within `range`, or `default`.
+    fn number<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let accepted = format!("a whole number {}-{}", range.start(), range.end());
+        self.or(var, default, accepted, number_in(range))
+    }
+
+    /// A Go duration within `range`, or `default`.
+    fn duration(
+        &self,
+        var: &'static str,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let accepted = format!(
+            "a Go duration from {} to {}, such as {}",
+            go_duration(*range.start()),
+            go_duration(*range.end()),
+            go_duration(default)
+        );
+        self.or(var, default, accepted, move |v| {
+            parse_go_duration(v).filter(|d| range.contains(d))
+        })
+    }
+}
+
+/// A number within `range`.
+fn number_in<T: FromStr + PartialOrd>(range: RangeInclusive<T>) -> impl Fn(&str) -> Option<T> {
+    move |v| v.parse().ok().filter(|n| range.contains(n))
 }
 
 fn parse_sampler(
@@ -272,18 +262,20 @@ fn parse_sampler(
     param: Option<String>,
 ) -> Result<SamplerConfig, ConfigError> {
     let kind = kind.unwrap_or_else(|| "const".into());
-    let param_error = |accepted| ConfigError {
+    let param_error = |accepted: &'static str| ConfigError {
         var: "JAEGER_SAMPLER_PARAM",
         value: param.clone().unwrap_or_default(),
-        accepted,
+        accepted: accepted.into(),
     };
     let number = param.as_deref().map(|p| p.trim().parse::<f64>());
     match kind.trim() {
+        // As jaeger-client-go's `SamplerConfig.NewSampler`: `NewConstSampler(sc.Param != 0)`.
         "const" => match number {
             None => Ok(SamplerConfig::Const(true)),
-            Some(Ok(1.0)) => Ok(SamplerConfig::Const(true)),
-            Some(Ok(0.0)) => Ok(SamplerConfig::Const(false)),
-            _ => Err(param_error("1 or 0 for the const sampler")),
+            Some(Ok(n)) => Ok(SamplerConfig::Const(n != 0.0)),
+            _ => Err(param_error(
+                "a number for the const sampler: 0 off, any other on",
+            )),
         },
         "probabilistic" => match number {
             None => Ok(SamplerConfig::Probabilistic(0.001)),
@@ -302,14 +294,9 @@ fn parse_sampler(
         _ => Err(ConfigError {
             var: "JAEGER_SAMPLER_TYPE",
             value: kind,
-            accepted: "const, probabilistic or ratelimiting",
+            accepted: "const, probabilistic or ratelimiting".into(),
         }),
     }
-}
-
-/// A Go duration within `min..=max`.
-fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Option<Duration> {
-    move |v| parse_go_duration(v).filter(|d| (min..=max).contains(d))
 }
 
 /// An IP address; IPv6 bare or in brackets (`::1`, `[::1]`). A listening address is an IP
@@ -333,7 +320,7 @@ fn parse_agent_host(v: &str) -> Option<String> {
 }
 
 /// Go's `strconv.ParseBool`.
-pub fn parse_bool(v: &str) -> Option<bool> {
+fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
@@ -366,7 +353,7 @@ fn parse_tags(v: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Vec<(Str
 }
 
 /// A Go `time.ParseDuration` string without a sign: `300ms`, `1.5s`, `2m30s`, `0`.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
+fn parse_go_duration(s: &str) -> Option<Duration> {
     if s == "0" {
         return Some(Duration::ZERO);
     }
@@ -398,6 +385,20 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     }
     // Bounded so the conversion below cannot overflow (Go's own limit is ~292 years).
     (total_ns <= 1e18).then(|| Duration::from_nanos(total_ns.round() as u64))
+}
+
+/// `d` as a Go duration, shortest form (`1h5m`, `30s`, `100ms`): whole milliseconds below a
+/// second, whole seconds above (what the bounds and defaults here are).
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -515,6 +516,10 @@ mod tests {
             ("const", None, SamplerConfig::Const(true)),
             ("const", Some("0"), SamplerConfig::Const(false)),
             ("const", Some("1"), SamplerConfig::Const(true)),
+            // Any number, non-zero on, as jaeger-client-go.
+            ("const", Some("0.5"), SamplerConfig::Const(true)),
+            ("const", Some("-1"), SamplerConfig::Const(true)),
+            ("const", Some("0.0"), SamplerConfig::Const(false)),
             ("probabilistic", None, SamplerConfig::Probabilistic(0.001)),
             (
                 "probabilistic",
@@ -544,7 +549,7 @@ mod tests {
             (&[("WORKERS", "100000")], "WORKERS"),
             (&[("JAEGER_AGENT_PORT", "0")], "JAEGER_AGENT_PORT"),
             (&[("JAEGER_SAMPLER_TYPE", "remote")], "JAEGER_SAMPLER_TYPE"),
-            (&[("JAEGER_SAMPLER_PARAM", "0.5")], "JAEGER_SAMPLER_PARAM"),
+            (&[("JAEGER_SAMPLER_PARAM", "on")], "JAEGER_SAMPLER_PARAM"),
             (
                 &[
                     ("JAEGER_SAMPLER_TYPE", "probabilistic"),
@@ -642,6 +647,45 @@ mod tests {
         }
     }
 
+    /// The accepted ranges are said from the ranges used.
+    #[test]
+    fn errors_say_the_range_accepted() {
+        let cases = [
+            ("WORKERS", "0", "a whole number 1-1024"),
+            (
+                "JAEGER_REPORTER_FLUSH_INTERVAL",
+                "2h",
+                "a Go duration from 1ms to 1h, such as 1s",
+            ),
+            (
+                "HTTP_IDLE_TIMEOUT",
+                "1ms",
+                "a Go duration from 100ms to 24h, such as 1h5m",
+            ),
+            ("JAEGER_AGENT_PORT", "0", "a port number 1-65535"),
+        ];
+        for (var, value, accepted) in cases {
+            assert_eq!(config(&[(var, value)]).unwrap_err().accepted, accepted);
+        }
+    }
+
+    #[test]
+    fn go_durations_written_read_back() {
+        for (d, text) in [
+            (Duration::from_millis(1), "1ms"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(3900), "1h5m"),
+            (Duration::from_secs(86_400), "24h"),
+            (Duration::from_secs(3661), "1h1m1s"),
+        ] {
+            assert_eq!(go_duration(d), text);
+            assert_eq!(parse_go_duration(text), Some(d));
+        }
+    }
+
     #[test]
     fn go_durations() {
         let cases: &[(&str, Option<Duration>)] = &[
@@ -668,32 +712,69 @@ mod tests {
         }
     }
 
+    /// `--help`'s variables and their defaults (the last `[…]` of each entry), in order.
+    fn help_defaults() -> Vec<(String, String)> {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for line in HELP
+            .lines()
+            .skip_while(|l| !l.starts_with("Configuration"))
+            .skip(1)
+        {
+            match line.strip_prefix("  ") {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                    let (var, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                    entries.push((var.to_owned(), text.trim().to_owned()));
+                }
+                Some(more) if !entries.is_empty() => {
+                    let text = &mut entries.last_mut().unwrap().1;
+                    text.push(' ');
+                    text.push_str(more.trim());
+                }
+                _ => break,
+            }
+        }
+        entries
+            .into_iter()
+            .map(|(var, text)| {
+                let default = text
+                    .strip_suffix(']')
+                    .and_then(|t| t.rsplit_once('['))
+                    .unwrap_or_else(|| panic!("{var}: no [default] in {text:?}"))
+                    .1;
+                (var, default.to_owned())
+            })
+            .collect()
+    }
+
+    /// `--help` and README's configuration table list the same variables, in the same order,
+    /// with the same defaults; and a default written back is the default read.
     #[test]
-    fn help_lists_every_variable() {
-        for var in [
-            "HOST",
-            "PORT",
+    fn help_and_readme_agree_on_every_default() {
+        let help = help_defaults();
+        let readme: Vec<(String, String)> = crate::readme::table("Configuration")
+            .into_iter()
+            .map(|row| (row[0].clone(), row[1].clone()))
+            .collect();
+        assert_eq!(help, readme);
+        // Defaults that are not a value of the variable itself.
+        let described = [
             "WORKERS",
-            "JAEGER_SERVICE_NAME",
-            "JAEGER_AGENT_HOST",
-            "JAEGER_AGENT_PORT",
-            "JAEGER_SAMPLER_TYPE",
             "JAEGER_SAMPLER_PARAM",
             "JAEGER_TAGS",
-            "JAEGER_REPORTER_MAX_QUEUE_SIZE",
-            "JAEGER_REPORTER_FLUSH_INTERVAL",
-            "JAEGER_REPORTER_LOG_SPANS",
-            "JAEGER_DISABLED",
-            "ZIPKIN_SHARED_RPC_SPAN",
-            "JAEGER_PROPAGATION",
             "DOWNSTREAM_URL",
-            "DOWNSTREAM_TIMEOUT",
-            "HTTP_MAX_CONNECTIONS",
-            "HTTP_IDLE_TIMEOUT",
-            "HTTP_REQUEST_TIMEOUT",
             "RUST_LOG",
-        ] {
-            assert!(HELP.contains(&format!("\n  {var} ")), "{var} missing");
+        ];
+        let defaults = config(&[]).unwrap();
+        for (var, default) in help
+            .iter()
+            .filter(|(v, _)| !described.contains(&v.as_str()))
+        {
+            assert_eq!(
+                config(&[(var, default)]),
+                Ok(defaults.clone()),
+                "{var}={default}"
+            );
         }
+        assert_eq!(help.len(), 21, "{help:?}");
     }
 }

@@ -2,12 +2,13 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::sync::OnceLock;
 use time::{OffsetDateTime, UtcOffset};
 use tiny_http::Method;
 
 /// The routes of the service. Unknown paths share one route (and one span name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Root,
     GetTime,
     Healthz,
@@ -19,7 +20,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub(crate) const ALL: [Route; 6] = [
         Route::Root,
         Route::GetTime,
         Route::Healthz,
@@ -28,18 +29,25 @@ impl Route {
         Route::Unknown,
     ];
 
-    /// Position in `ALL`, for per-route counters.
-    pub fn index(self) -> usize {
-        self as usize
+    /// This route's place in a `PerRoute`: a match, so that a new route must be given one.
+    fn index(self) -> usize {
+        match self {
+            Route::Root => 0,
+            Route::GetTime => 1,
+            Route::Healthz => 2,
+            Route::Chain => 3,
+            Route::Metrics => 4,
+            Route::Unknown => 5,
+        }
     }
 
     /// The `route` label of metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         self.path().unwrap_or("unknown")
     }
 
     /// The route of a request target (path, optionally with a query).
-    pub fn of(target: &str) -> Route {
+    pub(crate) fn of(target: &str) -> Route {
         match target.split_once('?').map_or(target, |(path, _)| path) {
             "/" => Route::Root,
             "/gettime" => Route::GetTime,
@@ -51,12 +59,12 @@ impl Route {
     }
 
     /// Probes and scrapes are not traced: a span for each would only be noise.
-    pub fn traced(self) -> bool {
+    pub(crate) fn traced(self) -> bool {
         !matches!(self, Route::Healthz | Route::Metrics)
     }
 
     /// The route's path; `None` for unknown paths.
-    pub fn path(self) -> Option<&'static str> {
+    pub(crate) fn path(self) -> Option<&'static str> {
         match self {
             Route::Root => Some("/"),
             Route::GetTime => Some("/gettime"),
@@ -68,9 +76,27 @@ impl Route {
     }
 }
 
+/// One `T` per route, indexed by the route.
+#[derive(Debug)]
+pub(crate) struct PerRoute<T>([T; Route::ALL.len()]);
+
+impl<T> PerRoute<T> {
+    pub(crate) const fn new(values: [T; Route::ALL.len()]) -> Self {
+        PerRoute(values)
+    }
+}
+
+impl<T> std::ops::Index<Route> for PerRoute<T> {
+    type Output = T;
+
+    fn index(&self, route: Route) -> &T {
+        &self.0[route.index()]
+    }
+}
+
 /// The name of a standard method, as a static string (tags and span names need no copy);
 /// `None` for a non-standard one.
-pub fn standard_method(method: &Method) -> Option<&'static str> {
+pub(crate) fn standard_method(method: &Method) -> Option<&'static str> {
     Some(match method {
         Method::Get => "GET",
         Method::Head => "HEAD",
@@ -88,7 +114,7 @@ pub fn standard_method(method: &Method) -> Option<&'static str> {
 /// The span's operation name: `GET /gettime`, low cardinality. Unknown paths are named by
 /// the method alone and non-standard methods are `_OTHER` (OpenTelemetry's HTTP span naming),
 /// so a client cannot mint names. GET and HEAD, the common case, allocate nothing.
-pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
+pub(crate) fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
     let method = standard_method(method).unwrap_or("_OTHER");
     match (method, route) {
         ("GET", Route::Root) => "GET /".into(),
@@ -106,21 +132,21 @@ pub fn operation_name(method: &Method, route: Route) -> Cow<'static, str> {
 /// A response, before tiny_http writes it (it adds Content-Length and leaves the body out
 /// for HEAD, 1xx, 204 and 304).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     /// Bytes: `/chain` relays the downstream's body as it came.
-    pub body: Cow<'static, [u8]>,
-    pub content_type: Cow<'static, str>,
+    pub(crate) body: Cow<'static, [u8]>,
+    pub(crate) content_type: Cow<'static, str>,
     /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
+    pub(crate) allow: Option<&'static str>,
     /// The `Location` header of a relayed answer.
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Reply {
-    pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
+    pub(crate) fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             status,
             body: match body.into() {
@@ -137,7 +163,6 @@ impl Reply {
 /// What the handlers need: fixed at start-up.
 #[derive(Debug)]
 pub struct App {
-    hello: &'static str,
     utc_offset: UtcOffset,
 }
 
@@ -145,15 +170,12 @@ impl App {
     /// `utc_offset` is read once at start-up: `time` cannot read the local offset safely once
     /// threads run, and a container's zone (UTC) does not change.
     pub fn new(utc_offset: UtcOffset) -> App {
-        App {
-            hello: hello_text(),
-            utc_offset,
-        }
+        App { utc_offset }
     }
 
     /// The reply of `route`. `/chain` with a downstream and `/metrics` need the server's
     /// state and are answered there; here `/chain` is the reply without a downstream.
-    pub fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
+    pub(crate) fn handle(&self, method: &Method, route: Route, now: OffsetDateTime) -> Reply {
         let not_found = || Reply::text(404, "404 page not found\n");
         if route == Route::Unknown {
             return not_found();
@@ -165,7 +187,7 @@ impl App {
             };
         }
         match route {
-            Route::Root => Reply::text(200, self.hello),
+            Route::Root => Reply::text(200, hello_text()),
             Route::GetTime => {
                 log::info!("Received getTime request");
                 Reply::text(200, time_text(now.to_offset(self.utc_offset)))
@@ -177,19 +199,21 @@ impl App {
     }
 }
 
-/// The original's greeting, with the OS and CPU of the build target.
+/// The original's greeting, with the OS and CPU of the build target: built once per process,
+/// so every reply borrows it.
 fn hello_text() -> &'static str {
-    // Built once per process and kept for its lifetime, so every reply borrows it.
-    let text = format!(
-        "hello world, I'm running on {} with an {} CPU ",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
-    Box::leak(text.into_boxed_str())
+    static HELLO: OnceLock<String> = OnceLock::new();
+    HELLO.get_or_init(|| {
+        format!(
+            "hello world, I'm running on {} with an {} CPU ",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )
+    })
 }
 
 /// `The time is ` and Go's ANSIC layout `Mon Jan _2 15:04:05 2006` (day padded with a space).
-pub fn time_text(t: OffsetDateTime) -> String {
+fn time_text(t: OffsetDateTime) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -241,6 +265,22 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(time_text(t), want);
         }
+    }
+
+    /// Every route has its own place in a `PerRoute`, and two `App`s share one greeting.
+    #[test]
+    fn per_route_places_and_one_greeting() {
+        let mut places: Vec<usize> = Route::ALL.iter().map(|r| r.index()).collect();
+        places.sort_unstable();
+        assert_eq!(places, (0..Route::ALL.len()).collect::<Vec<_>>());
+        let labels = PerRoute::new(Route::ALL.map(Route::label));
+        for route in Route::ALL {
+            assert_eq!(labels[route], route.label());
+        }
+        let now = time::macros::datetime!(2026-11-21 22:45:07 UTC);
+        let [a, b] = [App::new(UtcOffset::UTC), App::new(UtcOffset::UTC)]
+            .map(|app| app.handle(&Method::Get, Route::Root, now).body);
+        assert!(std::ptr::eq(a.as_ref(), b.as_ref()), "built once");
     }
 
     #[test]

@@ -10,13 +10,15 @@
 pub mod b3;
 pub mod config;
 pub mod connections;
-pub mod downstream;
-pub mod escape;
-pub mod framing;
+pub(crate) mod downstream;
+pub(crate) mod escape;
+pub(crate) mod framing;
 pub mod handlers;
-pub mod jaeger_thrift;
+pub(crate) mod jaeger_thrift;
 pub mod metrics;
 pub mod propagation;
+#[cfg(test)]
+mod readme;
 pub mod reporter;
 pub mod server;
 pub mod signals;

@@ -3,8 +3,8 @@
 //! allocation); only rendering allocates.
 
 use crate::connections::{self, Reason};
-use crate::handlers::Route;
-use crate::reporter::Stats;
+use crate::handlers::{PerRoute, Route};
+use crate::reporter::{Metric, SERIES, Stats};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -18,28 +18,27 @@ const STATUSES: usize = 500;
 
 /// Per-route request counters and duration histograms.
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES]; Route::ALL.len()],
+    requests: PerRoute<[AtomicU64; STATUSES]>,
     /// Requests per bucket, the last one past every bound (not cumulative: `render` sums
     /// what it loaded, so the `+Inf` bucket and the count always agree with the others).
-    buckets: [[AtomicU64; BUCKETS.len() + 1]; Route::ALL.len()],
-    duration_us: [AtomicU64; Route::ALL.len()],
+    buckets: PerRoute<[AtomicU64; BUCKETS.len() + 1]>,
+    duration_us: PerRoute<AtomicU64>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: [const { [const { AtomicU64::new(0) }; STATUSES] }; Route::ALL.len()],
-            buckets: [const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; Route::ALL.len()],
-            duration_us: [const { AtomicU64::new(0) }; Route::ALL.len()],
+            requests: PerRoute::new([const { [const { AtomicU64::new(0) }; STATUSES] }; _]),
+            buckets: PerRoute::new([const { [const { AtomicU64::new(0) }; BUCKETS.len() + 1] }; _]),
+            duration_us: PerRoute::new([const { AtomicU64::new(0) }; _]),
         }
     }
 }
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
-        let r = route.index();
-        if let Some(counter) = self.requests[r].get(usize::from(status).wrapping_sub(100)) {
+    pub(crate) fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+        if let Some(counter) = self.requests[route].get(usize::from(status).wrapping_sub(100)) {
             counter.fetch_add(1, Relaxed);
         }
         let seconds = elapsed.as_secs_f64();
@@ -47,22 +46,24 @@ impl Metrics {
             .iter()
             .position(|&le| seconds <= le)
             .unwrap_or(BUCKETS.len());
-        self.buckets[r][b].fetch_add(1, Relaxed);
-        self.duration_us[r].fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.buckets[route][b].fetch_add(1, Relaxed);
+        self.duration_us[route].fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     /// The exposition text: these metrics, the span reporter's and the connection watchdog's.
-    pub fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
+    pub(crate) fn render(&self, spans: &Stats, conns: &connections::Stats) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = self.write(&mut out, spans);
+        let _ = self.write_requests(&mut out);
+        let _ = self.write_durations(&mut out);
+        let _ = write_spans(&mut out, spans);
         let _ = write_connections(&mut out, conns);
         out
     }
 
-    fn write(&self, out: &mut String, spans: &Stats) -> std::fmt::Result {
+    fn write_requests(&self, out: &mut String) -> std::fmt::Result {
         out.push_str("# HELP myhelloworld_http_requests_total HTTP requests answered, by route and status.\n# TYPE myhelloworld_http_requests_total counter\n");
         for route in Route::ALL {
-            for (i, counter) in self.requests[route.index()].iter().enumerate() {
+            for (i, counter) in self.requests[route].iter().enumerate() {
                 let n = counter.load(Relaxed);
                 if n > 0 {
                     writeln!(
@@ -74,11 +75,14 @@ impl Metrics {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn write_durations(&self, out: &mut String) -> std::fmt::Result {
         out.push_str("# HELP myhelloworld_http_request_duration_seconds Time from taking a request to having written its response.\n# TYPE myhelloworld_http_request_duration_seconds histogram\n");
         for route in Route::ALL {
-            let r = route.index();
             // One load per bucket: every line below is derived from this snapshot.
-            let loaded = self.buckets[r].each_ref().map(|b| b.load(Relaxed));
+            let loaded = self.buckets[route].each_ref().map(|b| b.load(Relaxed));
             let count: u64 = loaded.iter().sum();
             if count == 0 {
                 continue;
@@ -99,92 +103,40 @@ impl Metrics {
             writeln!(
                 out,
                 "myhelloworld_http_request_duration_seconds_sum{{route=\"{label}\"}} {}",
-                self.duration_us[r].load(Relaxed) as f64 / 1e6
+                self.duration_us[route].load(Relaxed) as f64 / 1e6
             )?;
             writeln!(
                 out,
                 "myhelloworld_http_request_duration_seconds_count{{route=\"{label}\"}} {count}"
             )?;
         }
-        let s = spans;
-        let counters: [(&str, &str, &str, u64); 10] = [
-            (
-                "myhelloworld_spans_finished_total",
-                "Sampled spans that ended and reached the reporter (sent, dropped, or in its next datagram), and those not started for a full queue.",
-                "",
-                s.received.load(Relaxed) + s.dropped_queue_full.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_sent_total",
-                "Spans in datagrams the kernel accepted for the Jaeger agent.",
-                "",
-                s.sent.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_dropped_total",
-                "Spans not sent, by reason.",
-                "reason=\"queue_full\"",
-                s.dropped_queue_full.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_dropped_total",
-                "",
-                "reason=\"send_error\"",
-                s.dropped_send_error.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_dropped_total",
-                "",
-                "reason=\"agent_unresolved\"",
-                s.dropped_agent_unresolved.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_dropped_total",
-                "",
-                "reason=\"too_large\"",
-                s.dropped_too_large.load(Relaxed),
-            ),
-            (
-                "myhelloworld_spans_refused_total",
-                "Spans counted as sent whose datagram the agent's host refused (ICMP port unreachable, seen at the next send; a lower bound).",
-                "",
-                s.refused.load(Relaxed),
-            ),
-            (
-                "myhelloworld_reporter_datagrams_total",
-                "emitBatch datagrams sent to the Jaeger agent.",
-                "",
-                s.datagrams.load(Relaxed),
-            ),
-            (
-                "myhelloworld_reporter_bytes_total",
-                "Bytes of those datagrams.",
-                "",
-                s.bytes.load(Relaxed),
-            ),
-            (
-                "myhelloworld_reporter_send_errors_total",
-                "Datagrams whose send failed.",
-                "",
-                s.send_errors.load(Relaxed),
-            ),
-        ];
-        for (name, help, labels, value) in counters {
-            if !help.is_empty() {
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter")?;
-            }
-            if labels.is_empty() {
-                writeln!(out, "{name} {value}")?;
-            } else {
-                writeln!(out, "{name}{{{labels}}} {value}")?;
-            }
-        }
-        writeln!(
-            out,
-            "# HELP myhelloworld_reporter_queue_length Spans in flight or waiting for the reporter.\n# TYPE myhelloworld_reporter_queue_length gauge\nmyhelloworld_reporter_queue_length {}",
-            s.in_flight.load(Relaxed) + s.queued.load(Relaxed)
-        )
+        Ok(())
     }
+}
+
+/// The span reporter's series, from its list (`reporter::SERIES`).
+fn write_spans(out: &mut String, spans: &Stats) -> std::fmt::Result {
+    for series in &SERIES {
+        let Some(Metric {
+            name,
+            labels,
+            help,
+            kind,
+        }) = series.metric
+        else {
+            continue;
+        };
+        if !help.is_empty() {
+            writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}")?;
+        }
+        let value = (series.read)(spans);
+        if labels.is_empty() {
+            writeln!(out, "{name} {value}")?;
+        } else {
+            writeln!(out, "{name}{{{labels}}} {value}")?;
+        }
+    }
+    Ok(())
 }
 
 fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::Result {
@@ -412,5 +364,33 @@ mod tests {
             ),
             Some(2.0)
         );
+    }
+
+    /// README's Metrics table names every metric of `/metrics` and no other, and lists the
+    /// values of each `reason` label.
+    #[test]
+    fn readme_lists_every_metric() {
+        let text = Metrics::default().render(&Stats::default(), &connections::Stats::default());
+        let ours: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        let rows = crate::readme::table("Metrics");
+        let readme: Vec<&str> = rows
+            .iter()
+            .map(|row| row[0].split('{').next().unwrap())
+            .collect();
+        let (mut a, mut b) = (ours.clone(), readme.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, rest)) = line.split_once("{reason=\"") else {
+                continue;
+            };
+            let reason = rest.split('"').next().unwrap();
+            let row = rows.iter().find(|r| r[0].starts_with(name)).unwrap();
+            assert!(row[1].contains(reason), "{name}: {reason} not in README");
+        }
     }
 }
