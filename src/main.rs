@@ -2,13 +2,14 @@ use myhelloworld::config::{Config, HELP};
 use myhelloworld::connections;
 use myhelloworld::handlers::App;
 use myhelloworld::metrics::Metrics;
-use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Settings, Stats};
+use myhelloworld::reporter::{self, MAX_PACKET_BYTES, Queue, Settings, Stats};
 use myhelloworld::server::{self, Service, Stop};
 use myhelloworld::signals::Signals;
 use myhelloworld::trace::{Sampler, Tracing};
 use std::net::{SocketAddr, TcpListener};
 use std::process::exit;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use time::UtcOffset;
 
 fn main() {
@@ -70,25 +71,11 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
     let limits = connections::start(local, config.connections, conn_stats.clone());
 
     let stats = Arc::new(Stats::default());
-    let (spans, reporter) = if config.disabled {
-        (None, None)
-    } else {
-        let (queue, rx) = reporter::channel(stats.clone(), config.max_queue_size);
-        let settings = Settings {
-            service_name: config.service_name.clone(),
-            tags: config.tags.clone(),
-            agent_host: config.agent_host.clone(),
-            agent_port: config.agent_port,
-            flush_interval: config.flush_interval,
-            log_spans: config.log_spans,
-            max_packet: MAX_PACKET_BYTES,
-        };
-        match reporter::spawn(settings, rx, stats.clone()) {
-            Ok(handle) => (Some(queue), Some(handle)),
-            Err(e) => {
-                log::error!("cannot start the span reporter: {e}");
-                return 1;
-            }
+    let (spans, reporter) = match start_reporter(&config, &stats) {
+        Ok(started) => started,
+        Err(e) => {
+            log::error!("cannot start the span reporter: {e}");
+            return 1;
         }
     };
     let service = Service {
@@ -104,29 +91,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         conn_stats,
         listening: local,
     };
-    if let Some(url) = &config.downstream_url {
-        log::info!(
-            "/chain calls {url} (timeout {:?})",
-            config.downstream_timeout
-        );
-    }
-    if config.disabled {
-        log::info!(
-            "tracing disabled (JAEGER_DISABLED): trace headers are read and propagated, no span is recorded"
-        );
-    }
-    log::info!(
-        "myhelloworld {} listening on http://{local} with {} workers, at most {} connections; service {:?}, spans to {}:{} every {:?}; trace context {}",
-        env!("CARGO_PKG_VERSION"),
-        config.workers,
-        limits.max_connections,
-        config.service_name,
-        config.agent_host,
-        config.agent_port,
-        config.flush_interval,
-        config.propagation,
-    );
-
+    log_start(&config, local, limits.max_connections);
     // A server whose accept loop failed serves on until its connections have been idle or
     // unanswered past the watchdog's limits, which close them.
     let retire_after = limits.idle_timeout + limits.request_timeout;
@@ -145,4 +110,51 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         }
         Stop::Failed(_) => 1,
     }
+}
+
+/// The span queue and the reporter thread draining it; neither when tracing is disabled.
+fn start_reporter(
+    config: &Config,
+    stats: &Arc<Stats>,
+) -> std::io::Result<(Option<Queue>, Option<JoinHandle<()>>)> {
+    if config.disabled {
+        return Ok((None, None));
+    }
+    let (queue, rx) = reporter::channel(stats.clone(), config.max_queue_size);
+    let settings = Settings {
+        service_name: config.service_name.clone(),
+        tags: config.tags.clone(),
+        agent_host: config.agent_host.clone(),
+        agent_port: config.agent_port,
+        flush_interval: config.flush_interval,
+        log_spans: config.log_spans,
+        max_packet: MAX_PACKET_BYTES,
+    };
+    let handle = reporter::spawn(settings, rx, stats.clone())?;
+    Ok((Some(queue), Some(handle)))
+}
+
+/// What the service runs with, in the log: tests and operators read the `listening on` line.
+fn log_start(config: &Config, local: SocketAddr, max_connections: usize) {
+    if let Some(url) = &config.downstream_url {
+        log::info!(
+            "/chain calls {url} (timeout {:?})",
+            config.downstream_timeout
+        );
+    }
+    if config.disabled {
+        log::info!(
+            "tracing disabled (JAEGER_DISABLED): trace headers are read and propagated, no span is recorded"
+        );
+    }
+    log::info!(
+        "myhelloworld {} listening on http://{local} with {} workers, at most {max_connections} connections; service {:?}, spans to {}:{} every {:?}; trace context {}",
+        env!("CARGO_PKG_VERSION"),
+        config.workers,
+        config.service_name,
+        config.agent_host,
+        config.agent_port,
+        config.flush_interval,
+        config.propagation,
+    );
 }

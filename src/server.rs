@@ -11,8 +11,8 @@ use crate::metrics::Metrics;
 use crate::propagation::{self, Formats, Incoming};
 use crate::reporter::Stats;
 use crate::signals::Signals;
-use crate::trace::{SpanPlan, Tracing};
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crate::trace::{SpanPlan, TracedSpan, Tracing};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustracing::tag::Tag;
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -95,24 +95,7 @@ pub fn run(
     retire_after: Duration,
 ) -> Stop {
     let (tx, rx) = crossbeam_channel::unbounded::<Event>();
-    let signal_tx = tx.clone();
-    // Detached: sigwait cannot be interrupted, and the process exits after the drain.
-    let spawned = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let first = signals.wait();
-            let at = Instant::now();
-            let _ = signal_tx.send(Event::Signal(first));
-            loop {
-                let again = signals.wait();
-                // `timeout(1)` and a signal to the process group deliver two at once.
-                if at.elapsed() >= Duration::from_secs(1) {
-                    log::warn!("{again} again during shutdown: exiting now");
-                    std::process::exit(130);
-                }
-            }
-        });
-    if let Err(e) = spawned {
+    if let Err(e) = spawn_signal_thread(signals, tx.clone()) {
         return Stop::Failed(format!("cannot start the signal thread: {e}"));
     }
     let stopping = AtomicBool::new(false);
@@ -140,39 +123,8 @@ pub fn run(
                     Err(e) => log::warn!("cannot accept connections again yet: {e}"),
                 }
             }
-            match rx.recv_timeout(ACCEPT_CHECK) {
-                Ok(Event::Signal(name)) => {
-                    log::info!(
-                        "{name} received: refusing new connections, finishing queued requests"
-                    );
-                    break Stop::Signal(name);
-                }
-                Ok(Event::Failed(why)) => {
-                    log::error!("stopping: {why}");
-                    break Stop::Failed(why);
-                }
-                Ok(Event::AcceptFailed(why)) => {
-                    log::warn!(
-                        "tiny_http stopped accepting connections ({why}): accepting on a new server"
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    // A queue left full over two looks: the accept loop died without a word.
-                    let waiting = connections::accept_queue(&listener).is_some_and(|n| n > 0);
-                    if waiting
-                        && stalled
-                        && let Some(server) = servers.last()
-                    {
-                        log::warn!(
-                            "tiny_http's accept loop stopped taking connections: accepting on a new server"
-                        );
-                        server.stop_accepting(workers);
-                    }
-                    stalled = waiting;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    break Stop::Failed("the stop channel closed".into());
-                }
+            if let Some(stop) = next_event(&rx, &listener, servers.last(), &mut stalled) {
+                break stop;
             }
         };
         stopping.store(true, Ordering::SeqCst);
@@ -188,6 +140,69 @@ pub fn run(
         }
         stop
     })
+}
+
+/// SIGTERM and SIGINT become `Event::Signal`; a later one (past a second) exits at once.
+/// Detached: sigwait cannot be interrupted, and the process exits after the drain.
+fn spawn_signal_thread(signals: Signals, events: Sender<Event>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let first = signals.wait();
+            let at = Instant::now();
+            let _ = events.send(Event::Signal(first));
+            loop {
+                let again = signals.wait();
+                // `timeout(1)` and a signal to the process group deliver two at once.
+                if at.elapsed() >= Duration::from_secs(1) {
+                    log::warn!("{again} again during shutdown: exiting now");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// Waits up to `ACCEPT_CHECK` for an event; returns the stop it calls for, if any. When
+/// none comes, checks that `current`'s accept loop still takes connections: a queue left
+/// full over two looks means it died without a word (`stalled` carries the last look).
+fn next_event(
+    events: &Receiver<Event>,
+    listener: &TcpListener,
+    current: Option<&Arc<Server>>,
+    stalled: &mut bool,
+) -> Option<Stop> {
+    match events.recv_timeout(ACCEPT_CHECK) {
+        Ok(Event::Signal(name)) => {
+            log::info!("{name} received: refusing new connections, finishing queued requests");
+            Some(Stop::Signal(name))
+        }
+        Ok(Event::Failed(why)) => {
+            log::error!("stopping: {why}");
+            Some(Stop::Failed(why))
+        }
+        Ok(Event::AcceptFailed(why)) => {
+            log::warn!(
+                "tiny_http stopped accepting connections ({why}): accepting on a new server"
+            );
+            None
+        }
+        Err(RecvTimeoutError::Timeout) => {
+            let waiting = connections::accept_queue(listener).is_some_and(|n| n > 0);
+            if waiting
+                && *stalled
+                && let Some(server) = current
+            {
+                log::warn!(
+                    "tiny_http's accept loop stopped taking connections: accepting on a new server"
+                );
+                server.stop_accepting(server.workers);
+            }
+            *stalled = waiting;
+            None
+        }
+        Err(RecvTimeoutError::Disconnected) => Some(Stop::Failed("the stop channel closed".into())),
+    }
 }
 
 /// How often the accept loop is checked for life.
@@ -284,6 +299,8 @@ fn work(
 }
 
 impl Service {
+    /// One request: judged, traced unless refused or a probe, handled, answered, counted,
+    /// logged.
     fn serve(&self, request: Request) {
         let received = Instant::now();
         let start_time = SystemTime::now();
@@ -295,87 +312,88 @@ impl Service {
             Some(path) => path.into(),
             None => clip(path_of(target), MAX_SHORT_TAG).to_owned().into(),
         };
-        let header_pairs = || {
-            request
-                .headers()
-                .iter()
-                .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+        let verdict = judge(&request, &method, &path);
+        let mut traced = (verdict.refusal.is_none() && route.traced())
+            .then(|| self.start_server_span(&request, &method, route, start_time));
+        let reply = match &traced {
+            Some((plan, _, incoming)) => self.handle(&request, &method, route, plan, incoming),
+            None => self.untraced(verdict.refusal, &method, route),
         };
-        let verdict = framing::judge(*request.http_version() >= (1, 1), header_pairs());
-        let refusal = if head_too_large(request.url(), header_pairs()) {
-            Some(framing::Refusal {
-                status: 431,
-                reason: "request header fields too large",
-            })
-        } else {
-            verdict.refusal
-        };
-        if let Some(r) = refusal {
-            log::warn!(
-                "refused {method} {path:?} from {:?}: {} {}{}",
-                request.remote_addr(),
-                r.status,
-                r.reason,
-                if verdict.close {
-                    "; closing the connection"
-                } else {
-                    ""
-                }
-            );
+        let status = reply.status;
+        if let Some((_, span, _)) = &mut traced {
+            span.set_tag(|| Tag::new("http.status_code", i64::from(status)));
+            if status >= 500 {
+                span.error_log(|log| {
+                    log.kind("http").message(format!("HTTP {status}"));
+                });
+            }
         }
-        if refusal.is_some() || !route.traced() {
-            let reply = match (refusal, route, &method) {
-                (Some(r), _, _) => Reply::text(r.status, format!("{} {}\n", r.status, r.reason)),
-                (None, Route::Healthz, Method::Get | Method::Head)
-                    if self.conn_stats.unhealthy.load(Ordering::Relaxed) =>
-                {
-                    Reply::text(
-                        503,
-                        "503 too many connections stuck in tiny_http: restart me\n",
-                    )
-                }
-                (None, Route::Metrics, Method::Get | Method::Head) => Reply {
-                    content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
-                    ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))
-                },
-                _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
-            };
-            let status = reply.status;
-            self.answer(request, reply, &verdict);
-            self.metrics.observe(route, status, received.elapsed());
-            log::debug!(target: "access", "{method} {path} {status}");
-            return;
+        self.answer(request, reply, &verdict.framing);
+        // Finishing the span hands it to the reporter; its end is when the response was written.
+        let plan = traced.map(|(plan, _span, _)| plan);
+        self.metrics.observe(route, status, received.elapsed());
+        match plan {
+            Some(plan) => access_log(&method, &path, status, received, &plan),
+            None => log::debug!(target: "access", "{method} {path} {status}"),
         }
+    }
 
-        let incoming = propagation::extract(&self.propagation, header_pairs());
+    /// The server span of a traced request, in the caller's trace if it sent one.
+    fn start_server_span(
+        &self,
+        request: &Request,
+        method: &Method,
+        route: Route,
+        start_time: SystemTime,
+    ) -> (SpanPlan, TracedSpan, Incoming) {
+        let incoming = propagation::extract(&self.propagation, header_pairs(request));
         for why in &incoming.rejected {
             log::debug!("{why}");
         }
         let plan = self.tracing.plan(&incoming);
-        let mut span =
-            self.tracing
-                .start(&plan, operation_name(&method, route), start_time, || {
-                    server_tags(&request)
-                });
-
-        let reply = match (&self.downstream, route, &method) {
-            (Some((url, timeout)), Route::Chain, Method::Get | Method::Head) => {
-                self.call_downstream(url, *timeout, &plan, &request, &incoming)
-            }
-            _ => self.app.handle(&method, route, OffsetDateTime::now_utc()),
-        };
-        let status = reply.status;
-        span.set_tag(|| Tag::new("http.status_code", i64::from(status)));
-        if status >= 500 {
-            span.error_log(|log| {
-                log.kind("http").message(format!("HTTP {status}"));
+        let span = self
+            .tracing
+            .start(&plan, operation_name(method, route), start_time, || {
+                server_tags(request)
             });
+        (plan, span, incoming)
+    }
+
+    /// The reply of a traced request.
+    fn handle(
+        &self,
+        request: &Request,
+        method: &Method,
+        route: Route,
+        plan: &SpanPlan,
+        incoming: &Incoming,
+    ) -> Reply {
+        match (&self.downstream, route, method) {
+            (Some((url, timeout)), Route::Chain, Method::Get | Method::Head) => {
+                self.call_downstream(url, *timeout, plan, request, incoming)
+            }
+            _ => self.app.handle(method, route, OffsetDateTime::now_utc()),
         }
-        self.answer(request, reply, &verdict);
-        // Finishing the span hands it to the reporter; its end is when the response was written.
-        drop(span);
-        self.metrics.observe(route, status, received.elapsed());
-        access_log(&method, &path, status, received, &plan);
+    }
+
+    /// The reply of a refused request, a probe or a scrape: none is traced.
+    fn untraced(&self, refusal: Option<framing::Refusal>, method: &Method, route: Route) -> Reply {
+        match (refusal, route, method) {
+            (Some(r), _, _) => Reply::text(r.status, format!("{} {}\n", r.status, r.reason)),
+            (None, Route::Healthz, Method::Get | Method::Head)
+                if self.conn_stats.unhealthy.load(Ordering::Relaxed) =>
+            {
+                Reply::text(
+                    503,
+                    "503 too many connections stuck in tiny_http: restart me\n",
+                )
+            }
+            (None, Route::Metrics, Method::Get | Method::Head) => Reply {
+                content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
+                ..Reply::text(200, self.metrics.render(&self.span_stats, &self.conn_stats))
+            },
+            _ => self.app.handle(method, route, OffsetDateTime::now_utc()),
+        }
     }
 
     /// Writes the reply. When tiny_http left part of the request unread (see `framing`), the
@@ -474,26 +492,8 @@ impl Service {
             }
             Some((*name, value))
         }));
-        let (reply, status, failure) = match downstream::get(url, &headers, timeout) {
-            Ok(r) => (
-                relay(r.status, r.content_type, r.location, r.body),
-                Some(r.status),
-                (r.status >= 500).then(|| format!("HTTP {}", r.status)),
-            ),
-            Err(downstream::Error::Timeout) => (
-                Reply::text(
-                    504,
-                    format!("504 {url} did not answer within {timeout:?}\n"),
-                ),
-                None,
-                Some(format!("timed out after {timeout:?}")),
-            ),
-            Err(e) => (
-                Reply::text(502, format!("502 calling {url} failed: {e}\n")),
-                None,
-                Some(e.to_string()),
-            ),
-        };
+        let (reply, status, failure) =
+            downstream_reply(url, timeout, downstream::get(url, &headers, timeout));
         if let Some(code) = status {
             span.set_tag(|| Tag::new("http.status_code", i64::from(code)));
         }
@@ -504,6 +504,35 @@ impl Service {
             });
         }
         reply
+    }
+}
+
+/// Our reply to a `/chain` call, the downstream's status (for the client span) and what went
+/// wrong, if anything (for its error log).
+fn downstream_reply(
+    url: &Url,
+    timeout: Duration,
+    result: Result<downstream::Response, downstream::Error>,
+) -> (Reply, Option<u16>, Option<String>) {
+    match result {
+        Ok(r) => (
+            relay(r.status, r.content_type, r.location, r.body),
+            Some(r.status),
+            (r.status >= 500).then(|| format!("HTTP {}", r.status)),
+        ),
+        Err(downstream::Error::Timeout) => (
+            Reply::text(
+                504,
+                format!("504 {url} did not answer within {timeout:?}\n"),
+            ),
+            None,
+            Some(format!("timed out after {timeout:?}")),
+        ),
+        Err(e) => (
+            Reply::text(502, format!("502 calling {url} failed: {e}\n")),
+            None,
+            Some(e.to_string()),
+        ),
     }
 }
 
@@ -583,6 +612,47 @@ fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan:
         format_args!("{:016x}", plan.span_id),
         plan.sampling.is_sampled(),
     );
+}
+
+/// A request's header fields as name/value pairs.
+fn header_pairs(request: &Request) -> impl Iterator<Item = (&str, &str)> + Clone {
+    request
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+}
+
+/// What `framing` says of the request, and the 431 of a head past Envoy's limits; a refusal
+/// is logged.
+struct Judged {
+    framing: framing::Verdict,
+    refusal: Option<framing::Refusal>,
+}
+
+fn judge(request: &Request, method: &Method, path: &str) -> Judged {
+    let framing = framing::judge(*request.http_version() >= (1, 1), header_pairs(request));
+    let refusal = if head_too_large(request.url(), header_pairs(request)) {
+        Some(framing::Refusal {
+            status: 431,
+            reason: "request header fields too large",
+        })
+    } else {
+        framing.refusal
+    };
+    if let Some(r) = refusal {
+        log::warn!(
+            "refused {method} {path:?} from {:?}: {} {}{}",
+            request.remote_addr(),
+            r.status,
+            r.reason,
+            if framing.close {
+                "; closing the connection"
+            } else {
+                ""
+            }
+        );
+    }
+    Judged { framing, refusal }
 }
 
 /// Whether the request line's target and the headers go past Envoy's limits.
