@@ -11,6 +11,12 @@ use std::process::exit;
 use std::sync::Arc;
 use time::UtcOffset;
 
+/// mimalloc instead of the C library's allocator: tiny_http allocates about 50 times per
+/// request, and musl's allocator (what the static image links) takes a global lock for each
+/// (README, "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // First, before any thread exists, so that every thread inherits the blocked mask.
     let signals = match Signals::block() {

@@ -2,6 +2,7 @@
 //! server, the per-request path (B3 in → span → handler → response → access log), and the
 //! graceful stop on SIGTERM/SIGINT.
 
+use crate::access_log::{self, Entry, Escaped};
 use crate::b3;
 use crate::connections;
 use crate::downstream::{self, Url};
@@ -72,6 +73,7 @@ pub fn run(http: tiny_http::Server, workers: usize, service: &Service, signals: 
             let _ = signal_tx.send(Stop::Signal(first));
             let second = signals.wait();
             log::warn!("{second} again during shutdown: exiting now");
+            access_log::stderr().flush();
             std::process::exit(130);
         });
     if let Err(e) = spawned {
@@ -110,6 +112,8 @@ pub fn run(http: tiny_http::Server, workers: usize, service: &Service, signals: 
     });
     // Dropping the server closes the listening socket and ends tiny_http's accept thread.
     drop(http);
+    // Every request is answered: its line is the last to go.
+    access_log::stderr().flush();
     stop
 }
 
@@ -162,7 +166,7 @@ impl Service {
             let status = reply.status;
             respond(request, reply);
             self.metrics.observe(route, status, received.elapsed());
-            log::debug!(target: "access", "{method} {path} {status}");
+            log::debug!(target: "access", "{} {} {status}", Escaped(method.as_str()), Escaped(&path));
             return;
         }
 
@@ -207,7 +211,15 @@ impl Service {
         // Finishing the span hands it to the reporter; its end is when the response was written.
         drop(span);
         self.metrics.observe(route, status, received.elapsed());
-        access_log(&method, &path, status, received, &plan);
+        access_log::stderr().record(&Entry {
+            method: method.as_str(),
+            path: &path,
+            status,
+            elapsed: received.elapsed(),
+            trace_id: plan.trace_id,
+            span_id: plan.span_id,
+            sampled: plan.sampling.is_sampled(),
+        });
     }
 
     /// `/chain`: GET the downstream URL in a client span, with the trace context propagated,
@@ -318,17 +330,6 @@ fn server_tags(request: &Request) -> impl Iterator<Item = Tag> + use<> {
     .into_iter()
     .chain(peer.into_iter().flatten())
     .chain(request_id)
-}
-
-fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan: &SpanPlan) {
-    log::info!(
-        target: "access",
-        "{method} {path} {status} {:.3}ms trace_id={} span_id={} sampled={}",
-        received.elapsed().as_secs_f64() * 1e3,
-        b3::format_trace_id(plan.trace_id),
-        b3::format_span_id(plan.span_id),
-        plan.sampling.is_sampled(),
-    );
 }
 
 /// Whether the request line's target and the headers go past Envoy's limits.
