@@ -72,7 +72,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         }
     };
     let conn_stats = Arc::new(connections::Stats::default());
-    let limits = connections::start(local, config.connections, conn_stats.clone());
+    let limits = connections::start(&listener, config.connections, conn_stats.clone());
 
     let stats = Arc::new(Stats::default());
     let (spans, reporter) = if config.disabled {

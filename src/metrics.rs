@@ -200,7 +200,11 @@ fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::
             counter.load(Relaxed)
         )?;
     }
-    Ok(())
+    writeln!(
+        out,
+        "# HELP myhelloworld_http_connections_stranded_total Connections tiny_http's pool race left without a thread, given one at once.\n# TYPE myhelloworld_http_connections_stranded_total counter\nmyhelloworld_http_connections_stranded_total {}",
+        conns.stranded.load(Relaxed)
+    )
 }
 
 #[cfg(test)]
