@@ -5,15 +5,15 @@
 //! enough of them would stop the server.
 //!
 //! tiny_http 0.12's thread pool has a race too: a connection accepted just after another,
-//! while a pool thread is waking up, is queued for a thread that is already taken, and waits
-//! until some connection ends (an hour, with keep-alive clients). Connections arriving wake
-//! the watchdog (it polls its own duplicate of the listening socket), which looks 2 ms later
-//! and again while any connection has data that nothing ever read. For each one still
-//! stranded it opens a connection to the listener and closes it at once: with no pool thread
-//! idle, tiny_http gives that connection a new thread, which reads its end at once and then
-//! takes the stranded connection from the pool's queue. Nobody's connection is closed, and
-//! while connections only come and go with keep-alive clients the watchdog does nothing more
-//! than its regular look.
+//! while an idle pool thread is waking up, is queued for a thread that is already taken, and
+//! waits until some connection ends (an hour, with keep-alive clients). At start, before any
+//! client can be served, `start` gives each of the pool's idle threads a connection of our
+//! own that never ends (parked): with no idle thread, tiny_http gives every new connection a
+//! new thread at once, and a burst of new clients meets no race. Pool threads that go idle
+//! later (a client left; for 5 s, then they end) can still meet it: the watchdog sees a
+//! connection with data that nothing ever read while there are more connections than pool
+//! threads, and wakes the pool with a connection of our own closed at once, whose new thread
+//! then takes the stranded one. Nobody's connection is closed for it.
 //!
 //! tiny_http does not hand us its sockets, so a watchdog thread finds them: every descriptor
 //! of the process whose local address is the listening one and which has a peer. The kernel
@@ -24,8 +24,8 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,20 +35,12 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(500);
 /// Data unread this long on a connection nothing ever read from: no thread has it.
 const UNCLAIMED_AFTER: Duration = Duration::from_millis(100);
-/// After connections arrive: tiny_http has handed each to a thread by the first look unless
-/// the pool race stranded it; a connection unread at two looks in a row may be stranded.
-/// While some connection stays unread (a thread not run yet on a busy machine, or stranded)
-/// the pause between looks doubles up to `BURST_LOOK_MAX`, for at most a `TICK`.
-const BURST_LOOK: Duration = Duration::from_millis(2);
-const BURST_LOOK_MAX: Duration = Duration::from_millis(32);
-/// Rest after watching a burst: under a stream of new connections (clients that close after
-/// each request) the watchdog looks about 20 times a second, not after every one.
-const BURST_REST: Duration = Duration::from_millis(50);
 /// A wake-up connection to our own listener on loopback connects at once, or not at all.
 const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
-/// A wake-up connection tiny_http has not closed by then was itself queued, or the machine is
-/// overloaded: more may be made.
-const WAKE_LANDS_WITHIN: Duration = Duration::from_millis(100);
+/// At most this many parked connections (tiny_http 0.12 starts 4 idle threads), each taken
+/// by its thread within `PARK_WITHIN`.
+const MAX_PARKED: usize = 16;
+const PARK_WITHIN: Duration = Duration::from_secs(1);
 /// Descriptors a connection costs: tiny_http clones the stream for reading and writing.
 const FDS_PER_CONNECTION: u64 = 2;
 /// Descriptors kept for everything else (listener, span socket, /chain calls, the scan).
@@ -82,6 +74,8 @@ pub struct Observed {
     pub undelivered: bool,
     /// Whether data has arrived and none of it was ever read.
     pub unread: bool,
+    /// Whether some data was read: a thread has the connection.
+    pub read: bool,
 }
 
 impl Observed {
@@ -144,21 +138,12 @@ pub fn verdicts(conns: &[Observed], limits: &Limits) -> Vec<(usize, Reason)> {
     close
 }
 
-/// How many of `conns` (each with its socket's inode) tiny_http left without a thread.
-/// A pool thread serves one connection at a time, and a connection waits in the pool's queue
-/// for good only while no pool thread is idle: so at most `conns.len() - pool_threads` are
-/// stranded. Of those, only ones seen: data that nothing ever read, already at the previous
-/// look (`unread_before`) or for longer than `UNCLAIMED_AFTER` (a new thread may simply not
-/// have run yet).
-pub fn stranded(
-    conns: &[(u64, Observed)],
-    unread_before: &HashSet<u64>,
-    pool_threads: usize,
-) -> usize {
-    let seen = conns
-        .iter()
-        .filter(|(inode, c)| c.unread && (unread_before.contains(inode) || c.unclaimed()))
-        .count();
+/// How many of `conns` tiny_http left without a thread. A pool thread serves one connection
+/// at a time, and a connection waits in the pool's queue for good only while no pool thread
+/// is idle: so at most `conns.len() - pool_threads` are stranded, and of those only the ones
+/// seen, with data that nothing read for `UNCLAIMED_AFTER`.
+pub fn stranded(conns: &[Observed], pool_threads: usize) -> usize {
+    let seen = conns.iter().filter(|c| c.unclaimed()).count();
     seen.min(conns.len().saturating_sub(pool_threads))
 }
 
@@ -173,11 +158,12 @@ pub struct Stats {
     pub stranded: AtomicU64,
 }
 
-/// Starts the watchdog over the connections accepted on `listener`, with the connection
-/// limit lowered if the open-files limit cannot hold it; returns the limits in force. An
-/// accept that fails for want of descriptors would end tiny_http's accept loop. Without
-/// /proc the descriptors cannot be listed: a warning, and no watchdog.
-pub fn start(listener: &TcpListener, mut limits: Limits, stats: Arc<Stats>) -> Limits {
+/// To be called once tiny_http serves `listening`: parks its idle pool threads, and starts
+/// the watchdog over the connections accepted there, with the connection limit lowered if
+/// the open-files limit cannot hold it; returns the limits in force. An accept that fails
+/// for want of descriptors would end tiny_http's accept loop. Without /proc the descriptors
+/// cannot be listed: a warning, and no watchdog (and nothing parked).
+pub fn start(listening: SocketAddr, mut limits: Limits, stats: Arc<Stats>) -> Limits {
     match raise_fd_limit() {
         Ok(fds) => {
             let fit = fds.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION;
@@ -191,7 +177,7 @@ pub fn start(listener: &TcpListener, mut limits: Limits, stats: Arc<Stats>) -> L
         }
         Err(e) => log::warn!("cannot read the open files limit: {e}"),
     }
-    if let Err(e) = spawn(listener, limits, stats) {
+    if let Err(e) = spawn(listening, limits, stats) {
         log::warn!("connection limits and timeouts are off: cannot list connections: {e}");
     }
     limits
@@ -221,117 +207,91 @@ fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-fn spawn(listener: &TcpListener, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
-    let listening = listener.local_addr()?;
+fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
     scan(listening)?;
-    let arrivals = Arrivals::new(listener)?;
+    let own = own_address(listening);
+    let parked = park(listening, own)?;
     std::thread::Builder::new()
         .name("connections".into())
-        .spawn(move || watch(listening, arrivals, &limits, &stats))?;
+        .spawn(move || {
+            // Ours, kept open for the life of the process, and left alone.
+            let parked: HashSet<SocketAddr> =
+                parked.iter().filter_map(|s| s.local_addr().ok()).collect();
+            loop {
+                std::thread::sleep(TICK);
+                match scan(listening) {
+                    Ok(mut conns) => {
+                        conns.retain(|c| !parked.contains(&c.peer));
+                        enforce(&conns, &limits, &stats);
+                        wake_stranded(&conns, parked.len(), own, &stats);
+                    }
+                    Err(e) => log::warn!("cannot list connections: {e}"),
+                }
+            }
+        })?;
     Ok(())
 }
 
-/// The watchdog: a look every `TICK`, and a closer watch after connections arrive.
-fn watch(listening: SocketAddr, mut arrivals: Arrivals, limits: &Limits, stats: &Stats) {
-    let mut wake = Wake::new(own_address(listening));
-    // One look; true while some connection has data that nothing read yet.
-    let mut look = || match scan(listening) {
-        Ok(conns) => {
-            enforce(&conns, limits, stats);
-            wake.stranded(&conns, stats)
-        }
-        Err(e) => {
-            log::warn!("cannot list connections: {e}");
-            false
-        }
-    };
-    loop {
-        if !arrivals.wait(TICK) {
-            let _ = look();
-            continue;
-        }
-        let (started, mut pause) = (Instant::now(), BURST_LOOK);
+/// Gives each idle thread of tiny_http's pool a connection of ours that never ends, one at a
+/// time: each is taken by an idle thread, until one gets a new thread, which shows that none
+/// was idle any more. Each sends one byte of a request line, so that the thread that takes it
+/// waits for the rest for good, and we see when it was taken (the byte was read).
+fn park(listening: SocketAddr, own: SocketAddr) -> io::Result<Vec<TcpStream>> {
+    let mut parked: Vec<TcpStream> = Vec::new();
+    while parked.len() < MAX_PARKED {
+        let mut s = TcpStream::connect_timeout(&own, PARK_WITHIN)?;
+        s.write_all(b"G")?;
+        let ours = s.local_addr()?;
+        parked.push(s);
+        let deadline = Instant::now() + PARK_WITHIN;
         loop {
-            std::thread::sleep(pause);
-            if !look() || started.elapsed() > TICK {
+            let taken = scan(listening)?
+                .iter()
+                .any(|c| c.peer == ours && c.observed.read);
+            if taken {
                 break;
             }
-            pause = (pause * 2).min(BURST_LOOK_MAX);
-        }
-        std::thread::sleep(BURST_REST);
-    }
-}
-
-/// Wakes tiny_http's pool for stranded connections: a connection to our own listener, closed
-/// at once. With no pool thread idle (one is stranded), tiny_http gives it a new thread,
-/// which reads its end, closes it, and takes the stranded connection from the queue next.
-struct Wake {
-    addr: SocketAddr,
-    /// Connections with data that nothing had read at the previous look, by inode.
-    unread: HashSet<u64>,
-    /// Wake-up connections tiny_http has not closed yet, and when each was made: each will
-    /// give a stranded connection its thread (unless lost: `WAKE_LANDS_WITHIN`).
-    pending: Vec<(TcpStream, Instant)>,
-}
-
-impl Wake {
-    fn new(addr: SocketAddr) -> Wake {
-        Wake {
-            addr,
-            unread: HashSet::new(),
-            pending: Vec::new(),
-        }
-    }
-
-    /// Wakes the pool once for each stranded connection of `conns`; true while some
-    /// connection has data that nothing read yet.
-    fn stranded(&mut self, conns: &[Conn], stats: &Stats) -> bool {
-        let observed: Vec<(u64, Observed)> = conns.iter().map(|c| (c.inode, c.observed)).collect();
-        let unread_before = std::mem::take(&mut self.unread);
-        self.unread = observed
-            .iter()
-            .filter(|(_, o)| o.unread)
-            .map(|&(inode, _)| inode)
-            .collect();
-        self.pending
-            .retain(|(s, made)| made.elapsed() < WAKE_LANDS_WITHIN && !closed_by_peer(s));
-        if self.unread.is_empty() {
-            return false;
-        }
-        let stranded = match pool_threads() {
-            Ok(threads) => stranded(&observed, &unread_before, threads),
-            Err(e) => {
-                log::warn!("cannot count tiny_http's threads: {e}");
-                0
+            if Instant::now() > deadline {
+                log::warn!("tiny_http did not take a parked connection within {PARK_WITHIN:?}");
+                return Ok(parked);
             }
-        };
-        let woken = self.pending.len();
-        for _ in woken..stranded {
-            let wake = TcpStream::connect_timeout(&self.addr, WAKE_CONNECT_TIMEOUT).and_then(|s| {
-                s.shutdown(Shutdown::Write)
-                    .and(s.set_nonblocking(true))
-                    .map(|()| s)
-            });
-            match wake {
-                Ok(s) => self.pending.push((s, Instant::now())),
-                Err(e) => log::warn!(
-                    "cannot connect to {} to wake tiny_http's pool: {e}",
-                    self.addr
-                ),
-            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let woken = self.pending.len() - woken;
-        if woken > 0 {
-            stats.stranded.fetch_add(woken as u64, Relaxed);
-            log::debug!("{woken} connections left without a thread by tiny_http's pool: woken");
+        if pool_threads()? <= parked.len() {
+            break;
         }
-        true
     }
+    log::debug!("{} of tiny_http's idle threads parked", parked.len());
+    Ok(parked)
 }
 
-/// Whether the other end closed `s` (non-blocking).
-fn closed_by_peer(mut s: &TcpStream) -> bool {
-    !matches!(s.read(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+/// Wakes tiny_http's pool once for each stranded connection of `conns` (`parked` more hold a
+/// pool thread each): a connection to our own listener (`own`), closed at once. No pool
+/// thread being idle (one is stranded), tiny_http gives it a new thread, which reads its
+/// end, closes it, and takes the stranded connection from the queue next.
+fn wake_stranded(conns: &[Conn], parked: usize, own: SocketAddr, stats: &Stats) {
+    let observed: Vec<Observed> = conns.iter().map(|c| c.observed).collect();
+    if !observed.iter().any(Observed::unclaimed) {
+        return;
+    }
+    let stranded = match pool_threads() {
+        Ok(threads) => stranded(&observed, threads.saturating_sub(parked)),
+        Err(e) => {
+            log::warn!("cannot count tiny_http's threads: {e}");
+            0
+        }
+    };
+    let mut woken = 0;
+    for _ in 0..stranded {
+        match TcpStream::connect_timeout(&own, WAKE_CONNECT_TIMEOUT) {
+            Ok(_) => woken += 1,
+            Err(e) => log::warn!("cannot connect to {own} to wake tiny_http's pool: {e}"),
+        }
+    }
+    if woken > 0 {
+        stats.stranded.fetch_add(woken, Relaxed);
+        log::debug!("{woken} connections left without a thread by tiny_http's pool: woken");
+    }
 }
 
 /// tiny_http's pool threads: the threads without a name of their own (every thread of ours
@@ -358,49 +318,6 @@ fn own_address(listening: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, listening.port())
-}
-
-/// Our duplicate of the listening socket, polled to learn that connections arrive. Held
-/// only while tiny_http holds its own: a listening socket stays open while any descriptor
-/// of it does, and after the stop new connections must be refused, not left waiting.
-struct Arrivals {
-    ours: Option<OwnedFd>,
-    /// tiny_http's descriptor of the listener, and the socket's inode.
-    theirs: RawFd,
-    inode: u64,
-}
-
-impl Arrivals {
-    fn new(listener: &TcpListener) -> io::Result<Arrivals> {
-        let ours = OwnedFd::from(listener.try_clone()?);
-        let inode = inode(ours.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Arrivals {
-            ours: Some(ours),
-            theirs: listener.as_raw_fd(),
-            inode,
-        })
-    }
-
-    /// Waits up to `timeout` for a connection to be waiting for accept; false on timeout.
-    fn wait(&mut self, timeout: Duration) -> bool {
-        let Some(fd) = self.ours.as_ref().map(AsRawFd::as_raw_fd) else {
-            std::thread::sleep(timeout);
-            return false;
-        };
-        let mut poll = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd we own; the timeout fits (TICK is 500 ms).
-        let ready = unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) } > 0;
-        // tiny_http closed its listener (the stop): close ours too, at once.
-        if inode(self.theirs) != Some(self.inode) {
-            self.ours = None;
-            return false;
-        }
-        ready
-    }
 }
 
 fn enforce(conns: &[Conn], limits: &Limits, stats: &Stats) {
@@ -433,11 +350,11 @@ fn enforce(conns: &[Conn], limits: &Limits, stats: &Stats) {
     }
 }
 
-/// One connection: our own duplicate of its descriptor, its socket's inode, what the kernel
-/// says about it.
+/// One connection: our own duplicate of its descriptor, the client's address, what the
+/// kernel says about it.
 struct Conn {
     fd: OwnedFd,
-    inode: u64,
+    peer: SocketAddr,
     observed: Observed,
 }
 
@@ -459,17 +376,21 @@ fn scan(listening: SocketAddr) -> io::Result<Vec<Conn>> {
         // SAFETY: `dup` is a new descriptor that nothing else owns.
         let dup = unsafe { OwnedFd::from_raw_fd(dup) };
         let raw = dup.as_raw_fd();
-        let Some(ino) = inode(raw).filter(|&ino| seen.insert(ino)) else {
+        if !inode(raw).is_some_and(|ino| seen.insert(ino)) {
             continue;
-        };
-        let accepted = local_addr(raw).is_some_and(|local| {
+        }
+        let ours = address(raw, libc::getsockname).is_some_and(|local| {
             local.port() == listening.port()
                 && (listening.ip().is_unspecified() || local.ip() == listening.ip())
-        }) && has_peer(raw);
-        if accepted && let Some(observed) = tcp_info(raw) {
+        });
+        // The listening socket has no peer.
+        if ours
+            && let Some(peer) = address(raw, libc::getpeername)
+            && let Some(observed) = tcp_info(raw)
+        {
             found.push(Conn {
                 fd: dup,
-                inode: ino,
+                peer,
                 observed,
             });
         }
@@ -484,12 +405,20 @@ fn inode(fd: RawFd) -> Option<u64> {
     (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
 }
 
-fn local_addr(fd: RawFd) -> Option<SocketAddr> {
-    // SAFETY: an all-zero sockaddr_storage is valid; getsockname writes at most `len` bytes.
+/// The socket's own address (`getsockname`) or its peer's (`getpeername`).
+fn address(
+    fd: RawFd,
+    get: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int,
+) -> Option<SocketAddr> {
+    // SAFETY: an all-zero sockaddr_storage is valid; `get` writes at most `len` bytes.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of_val(&storage) as libc::socklen_t;
-    if unsafe { libc::getsockname(fd, (&raw mut storage).cast(), &mut len) } != 0 {
-        return None; // not a socket
+    if unsafe { get(fd, (&raw mut storage).cast(), &mut len) } != 0 {
+        return None; // not a socket, or no peer
     }
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
@@ -506,14 +435,6 @@ fn local_addr(fd: RawFd) -> Option<SocketAddr> {
         }
         _ => None,
     }
-}
-
-/// The listening socket has none.
-fn has_peer(fd: RawFd) -> bool {
-    // SAFETY: as in `local_addr`.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of_val(&storage) as libc::socklen_t;
-    unsafe { libc::getpeername(fd, (&raw mut storage).cast(), &mut len) == 0 }
 }
 
 fn tcp_info(fd: RawFd) -> Option<Observed> {
@@ -547,6 +468,7 @@ fn tcp_info(fd: RawFd) -> Option<Observed> {
         answered: info.tcpi_data_segs_out > 0,
         undelivered: info.tcpi_notsent_bytes > 0 || info.tcpi_unacked > 0,
         unread: info.tcpi_bytes_received > 0 && queued == info.tcpi_bytes_received,
+        read: info.tcpi_bytes_received > queued,
     })
 }
 
@@ -567,6 +489,7 @@ mod tests {
             answered,
             undelivered: false,
             unread: false,
+            read: answered,
         }
     }
 
@@ -689,70 +612,33 @@ mod tests {
     }
 
     #[test]
-    fn stranded_connections_are_unread_at_two_looks_or_for_long_and_lack_a_thread() {
-        let ms = |since_recv: u64| Observed {
-            since_recv: Duration::from_millis(since_recv),
+    fn stranded_connections_are_unread_for_long_and_lack_a_thread() {
+        let waiting = |ms: u64| Observed {
+            since_recv: Duration::from_millis(ms),
             ..unclaimed(1, 0)
         };
         let read = conn(1, 1, true);
-        // (name, connections, unread at the previous look, pool threads, stranded)
-        type Case = (&'static str, Vec<(u64, Observed)>, Vec<u64>, usize, usize);
-        let cases: &[Case] = &[
-            ("nothing unread", vec![(1, read), (2, read)], vec![], 0, 0),
+        // (name, connections, pool threads, stranded)
+        let cases: &[(&str, Vec<Observed>, usize, usize)] = &[
+            ("nothing unread", vec![read, read], 0, 0),
+            ("data just arrived", vec![waiting(50)], 0, 0),
+            ("unread for long", vec![read, waiting(100)], 1, 1),
             (
-                "unread for the first time, just now",
-                vec![(1, ms(0))],
-                vec![],
-                0,
-                0,
-            ),
-            (
-                "unread at the previous look too",
-                vec![(1, ms(0))],
-                vec![1],
-                0,
-                1,
-            ),
-            ("unread for long", vec![(1, ms(100))], vec![], 0, 1),
-            (
-                "another connection was unread before",
-                vec![(1, ms(2)), (2, read)],
-                vec![2],
-                0,
-                0,
-            ),
-            (
-                "read since the previous look",
-                vec![(1, read), (2, ms(3))],
-                vec![1, 2],
-                0,
-                1,
-            ),
-            (
-                "unread twice, but a thread for each connection: not run yet",
-                vec![(1, read), (2, ms(3)), (3, ms(3))],
-                vec![2, 3],
-                3,
+                "unread for long, but a thread for each: not run yet",
+                vec![read, waiting(200)],
+                2,
                 0,
             ),
             (
                 "three unread, one thread short",
-                vec![(1, read), (2, ms(3)), (3, ms(3)), (4, ms(3))],
-                vec![2, 3, 4],
+                vec![read, waiting(300), waiting(300), waiting(300)],
                 3,
                 1,
             ),
-            (
-                "more threads than connections (idle ones)",
-                vec![(1, ms(200))],
-                vec![1],
-                4,
-                0,
-            ),
+            ("idle threads", vec![waiting(900)], 4, 0),
         ];
-        for (name, conns, before, threads, want) in cases {
-            let before: HashSet<u64> = before.iter().copied().collect();
-            assert_eq!(stranded(conns, &before, *threads), *want, "{name}");
+        for (name, conns, threads, want) in cases {
+            assert_eq!(stranded(conns, *threads), *want, "{name}");
         }
     }
 

@@ -16,8 +16,14 @@ use time::UtcOffset;
 /// (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// `mi_option_arena_eager_commit` (mimalloc.h's `mi_option_e`; the binding names no constant
+/// for it). Its default (eager on Linux) keeps freed pages of every thread resident: with a
+/// thread per connection, 35 MB at 32 connections instead of 6 MB, for the same CPU.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 fn main() {
+    // SAFETY: sets one of mimalloc's options; nothing else runs yet.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     // First, before any thread exists, so that every thread inherits the blocked mask.
     let signals = match Signals::block() {
         Ok(s) => s,
@@ -72,7 +78,6 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         }
     };
     let conn_stats = Arc::new(connections::Stats::default());
-    let limits = connections::start(&listener, config.connections, conn_stats.clone());
 
     let stats = Arc::new(Stats::default());
     let (spans, reporter) = if config.disabled {
@@ -108,7 +113,7 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             .map(|url| (url, config.downstream_timeout)),
         metrics: Metrics::default(),
         span_stats: stats,
-        conn_stats,
+        conn_stats: conn_stats.clone(),
     };
     let http = match tiny_http::Server::from_listener(listener, None) {
         Ok(h) => h,
@@ -117,6 +122,8 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             return 1;
         }
     };
+    // Once tiny_http serves: the watchdog parks its idle pool threads (see connections.rs).
+    let limits = connections::start(local, config.connections, conn_stats);
     if let Some(url) = &config.downstream_url {
         log::info!(
             "/chain calls {url} (timeout {:?})",
