@@ -24,8 +24,8 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,6 +37,14 @@ const TICK: Duration = Duration::from_millis(500);
 const UNCLAIMED_AFTER: Duration = Duration::from_millis(100);
 /// A wake-up connection to our own listener on loopback connects at once, or not at all.
 const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Right after start, when clients (wrk, Envoy after a rollout) open their connections at
+/// once, the watchdog looks this often, for this long, so that a connection stranded anyway
+/// (an idle thread appears whenever a connection ends, e.g. a client's connect-and-close
+/// probe) waits milliseconds, not a `TICK`.
+const WARM_UP: Duration = Duration::from_secs(2);
+const WARM_UP_LOOK: Duration = Duration::from_millis(4);
+/// A wake-up connection tiny_http has not closed by then was itself queued: more are made.
+const WAKE_LANDS_WITHIN: Duration = Duration::from_millis(100);
 /// At most this many parked connections (tiny_http 0.12 starts 4 idle threads), each taken
 /// by its thread within `PARK_WITHIN`.
 const MAX_PARKED: usize = 16;
@@ -138,12 +146,20 @@ pub fn verdicts(conns: &[Observed], limits: &Limits) -> Vec<(usize, Reason)> {
     close
 }
 
-/// How many of `conns` tiny_http left without a thread. A pool thread serves one connection
-/// at a time, and a connection waits in the pool's queue for good only while no pool thread
-/// is idle: so at most `conns.len() - pool_threads` are stranded, and of those only the ones
-/// seen, with data that nothing read for `UNCLAIMED_AFTER`.
-pub fn stranded(conns: &[Observed], pool_threads: usize) -> usize {
-    let seen = conns.iter().filter(|c| c.unclaimed()).count();
+/// How many of `conns` (by client address) tiny_http left without a thread. A pool thread
+/// serves one connection at a time, and a connection waits in the pool's queue for good only
+/// while no pool thread is idle: so at most `conns.len() - pool_threads` are stranded, and of
+/// those only the ones seen, with data that nothing ever read at the previous look too
+/// (`unread_before`) or for `UNCLAIMED_AFTER`.
+pub fn stranded(
+    conns: &[(SocketAddr, Observed)],
+    unread_before: &HashSet<SocketAddr>,
+    pool_threads: usize,
+) -> usize {
+    let seen = conns
+        .iter()
+        .filter(|(peer, c)| c.unread && (unread_before.contains(peer) || c.unclaimed()))
+        .count();
     seen.min(conns.len().saturating_sub(pool_threads))
 }
 
@@ -211,19 +227,22 @@ fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result
     scan(listening)?;
     let own = own_address(listening);
     let parked = park(listening, own)?;
+    let started = Instant::now();
     std::thread::Builder::new()
         .name("connections".into())
         .spawn(move || {
             // Ours, kept open for the life of the process, and left alone.
-            let parked: HashSet<SocketAddr> =
+            let parked_peers: HashSet<SocketAddr> =
                 parked.iter().filter_map(|s| s.local_addr().ok()).collect();
+            let mut wake = Wake::new(own, parked.len());
             loop {
-                std::thread::sleep(TICK);
+                let warming = started.elapsed() < WARM_UP;
+                std::thread::sleep(if warming { WARM_UP_LOOK } else { TICK });
                 match scan(listening) {
                     Ok(mut conns) => {
-                        conns.retain(|c| !parked.contains(&c.peer));
+                        conns.retain(|c| !parked_peers.contains(&c.peer));
                         enforce(&conns, &limits, &stats);
-                        wake_stranded(&conns, parked.len(), own, &stats);
+                        wake.stranded(&conns, &stats);
                     }
                     Err(e) => log::warn!("cannot list connections: {e}"),
                 }
@@ -265,33 +284,82 @@ fn park(listening: SocketAddr, own: SocketAddr) -> io::Result<Vec<TcpStream>> {
     Ok(parked)
 }
 
-/// Wakes tiny_http's pool once for each stranded connection of `conns` (`parked` more hold a
-/// pool thread each): a connection to our own listener (`own`), closed at once. No pool
-/// thread being idle (one is stranded), tiny_http gives it a new thread, which reads its
-/// end, closes it, and takes the stranded connection from the queue next.
-fn wake_stranded(conns: &[Conn], parked: usize, own: SocketAddr, stats: &Stats) {
-    let observed: Vec<Observed> = conns.iter().map(|c| c.observed).collect();
-    if !observed.iter().any(Observed::unclaimed) {
-        return;
-    }
-    let stranded = match pool_threads() {
-        Ok(threads) => stranded(&observed, threads.saturating_sub(parked)),
-        Err(e) => {
-            log::warn!("cannot count tiny_http's threads: {e}");
-            0
+/// Wakes tiny_http's pool for stranded connections: a connection to our own listener, shut
+/// down at once. No pool thread being idle (one is stranded), tiny_http gives it a new thread,
+/// which reads its end, closes it, and takes the stranded connection from the queue next.
+struct Wake {
+    own: SocketAddr,
+    /// Pool threads held by parked connections.
+    parked: usize,
+    /// Clients whose connection had data that nothing ever read at the previous look.
+    unread: HashSet<SocketAddr>,
+    /// Wake-up connections tiny_http has not closed yet, and when each was made: each will
+    /// give a stranded connection its thread (unless itself queued: `WAKE_LANDS_WITHIN`).
+    pending: Vec<(TcpStream, Instant)>,
+}
+
+impl Wake {
+    fn new(own: SocketAddr, parked: usize) -> Wake {
+        Wake {
+            own,
+            parked,
+            unread: HashSet::new(),
+            pending: Vec::new(),
         }
-    };
-    let mut woken = 0;
-    for _ in 0..stranded {
-        match TcpStream::connect_timeout(&own, WAKE_CONNECT_TIMEOUT) {
-            Ok(_) => woken += 1,
-            Err(e) => log::warn!("cannot connect to {own} to wake tiny_http's pool: {e}"),
+    }
+
+    /// Wakes the pool once for each stranded connection of `conns` not already woken.
+    fn stranded(&mut self, conns: &[Conn], stats: &Stats) {
+        let observed: Vec<(SocketAddr, Observed)> =
+            conns.iter().map(|c| (c.peer, c.observed)).collect();
+        let unread_before = std::mem::take(&mut self.unread);
+        self.unread = observed
+            .iter()
+            .filter(|(_, o)| o.unread)
+            .map(|&(peer, _)| peer)
+            .collect();
+        self.pending
+            .retain(|(s, made)| made.elapsed() < WAKE_LANDS_WITHIN && !closed_by_peer(s));
+        if self.unread.is_empty() {
+            return;
+        }
+        let stranded = match pool_threads() {
+            Ok(threads) => stranded(
+                &observed,
+                &unread_before,
+                threads.saturating_sub(self.parked),
+            ),
+            Err(e) => {
+                log::warn!("cannot count tiny_http's threads: {e}");
+                0
+            }
+        };
+        let already = self.pending.len();
+        for _ in already..stranded {
+            let wake = TcpStream::connect_timeout(&self.own, WAKE_CONNECT_TIMEOUT).and_then(|s| {
+                s.shutdown(Shutdown::Write)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            });
+            match wake {
+                Ok(s) => self.pending.push((s, Instant::now())),
+                Err(e) => log::warn!(
+                    "cannot connect to {} to wake tiny_http's pool: {e}",
+                    self.own
+                ),
+            }
+        }
+        let woken = self.pending.len().saturating_sub(already);
+        if woken > 0 {
+            stats.stranded.fetch_add(woken as u64, Relaxed);
+            log::debug!("{woken} connections left without a thread by tiny_http's pool: woken");
         }
     }
-    if woken > 0 {
-        stats.stranded.fetch_add(woken, Relaxed);
-        log::debug!("{woken} connections left without a thread by tiny_http's pool: woken");
-    }
+}
+
+/// Whether the other end closed `s` (non-blocking).
+fn closed_by_peer(mut s: &TcpStream) -> bool {
+    !matches!(s.read(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// tiny_http's pool threads: the threads without a name of their own (every thread of ours
@@ -612,33 +680,66 @@ mod tests {
     }
 
     #[test]
-    fn stranded_connections_are_unread_for_long_and_lack_a_thread() {
+    fn stranded_connections_are_unread_at_two_looks_or_for_long_and_lack_a_thread() {
         let waiting = |ms: u64| Observed {
             since_recv: Duration::from_millis(ms),
             ..unclaimed(1, 0)
         };
         let read = conn(1, 1, true);
-        // (name, connections, pool threads, stranded)
-        let cases: &[(&str, Vec<Observed>, usize, usize)] = &[
-            ("nothing unread", vec![read, read], 0, 0),
-            ("data just arrived", vec![waiting(50)], 0, 0),
-            ("unread for long", vec![read, waiting(100)], 1, 1),
+        let peer = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        // (name, connections by client port, unread at the previous look, pool threads, stranded)
+        type Case = (&'static str, Vec<(u16, Observed)>, Vec<u16>, usize, usize);
+        let cases: &[Case] = &[
+            ("nothing unread", vec![(1, read), (2, read)], vec![], 0, 0),
             (
-                "unread for long, but a thread for each: not run yet",
-                vec![read, waiting(200)],
+                "unread for the first time",
+                vec![(1, waiting(4))],
+                vec![],
+                0,
+                0,
+            ),
+            (
+                "unread at the previous look too",
+                vec![(1, waiting(4))],
+                vec![1],
+                0,
+                1,
+            ),
+            (
+                "unread for long",
+                vec![(1, read), (2, waiting(100))],
+                vec![],
+                1,
+                1,
+            ),
+            (
+                "another connection was unread before",
+                vec![(1, waiting(4)), (2, read)],
+                vec![2],
+                0,
+                0,
+            ),
+            (
+                "unread twice, but a thread for each: not run yet",
+                vec![(1, read), (2, waiting(8))],
+                vec![2],
                 2,
                 0,
             ),
             (
-                "three unread, one thread short",
-                vec![read, waiting(300), waiting(300), waiting(300)],
+                "three unread twice, one thread short",
+                vec![(1, read), (2, waiting(8)), (3, waiting(8)), (4, waiting(8))],
+                vec![2, 3, 4],
                 3,
                 1,
             ),
-            ("idle threads", vec![waiting(900)], 4, 0),
+            ("idle threads", vec![(1, waiting(900))], vec![1], 4, 0),
         ];
-        for (name, conns, threads, want) in cases {
-            assert_eq!(stranded(conns, *threads), *want, "{name}");
+        for (name, conns, before, threads, want) in cases {
+            let conns: Vec<(SocketAddr, Observed)> =
+                conns.iter().map(|&(p, o)| (peer(p), o)).collect();
+            let before: HashSet<SocketAddr> = before.iter().map(|&p| peer(p)).collect();
+            assert_eq!(stranded(&conns, &before, *threads), *want, "{name}");
         }
     }
 
