@@ -42,7 +42,7 @@ const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// (an idle thread appears whenever a connection ends, e.g. a client's connect-and-close
 /// probe) waits milliseconds, not a `TICK`.
 const WARM_UP: Duration = Duration::from_secs(2);
-const WARM_UP_LOOK: Duration = Duration::from_millis(4);
+const WARM_UP_LOOK: Duration = Duration::from_millis(10);
 /// A wake-up connection tiny_http has not closed by then was itself queued: more are made.
 const WAKE_LANDS_WITHIN: Duration = Duration::from_millis(100);
 /// At most this many parked connections (tiny_http 0.12 starts 4 idle threads), each taken
