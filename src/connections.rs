@@ -5,10 +5,15 @@
 //! enough of them would stop the server.
 //!
 //! tiny_http 0.12's thread pool has a race too: a connection accepted just after another,
-//! while a pool thread is waking up, is queued for a thread that is already taken, and waits
-//! until some connection ends (an hour, with keep-alive clients). The watchdog sees such a
-//! connection (data waiting that nothing ever read) and closes the longest-unanswered
-//! other connection, whose thread then takes it.
+//! while an idle pool thread is waking up, is queued for a thread that is already taken, and
+//! waits until some connection ends (an hour, with keep-alive clients). At start, before any
+//! client can be served, `start` gives each of the pool's idle threads a connection of our
+//! own that never ends (parked): with no idle thread, tiny_http gives every new connection a
+//! new thread at once, and a burst of new clients meets no race. Pool threads that go idle
+//! later (a client left; for 5 s, then they end) can still meet it: the watchdog sees a
+//! connection with data that nothing ever read while there are more connections than pool
+//! threads, and wakes the pool with a connection of our own closed at once, whose new thread
+//! then takes the stranded one. Nobody's connection is closed for it.
 //!
 //! tiny_http does not hand us its sockets, so a watchdog thread finds them: every descriptor
 //! of the process whose local address is the listening one and which has a peer. The kernel
@@ -18,8 +23,8 @@
 //! descriptor, so a descriptor number reused meanwhile by a new connection is never touched.
 
 use std::collections::{HashMap, HashSet};
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -29,6 +34,20 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(500);
 /// Data unread this long on a connection nothing ever read from: no thread has it.
 const UNCLAIMED_AFTER: Duration = Duration::from_millis(100);
+/// A wake-up connection to our own listener on loopback connects at once, or not at all.
+const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Right after start, when clients (wrk, Envoy after a rollout) open their connections at
+/// once, the watchdog looks this often, for this long, so that a connection stranded anyway
+/// (an idle thread appears whenever a connection ends, e.g. a client's connect-and-close
+/// probe) waits milliseconds, not a `TICK`.
+const WARM_UP: Duration = Duration::from_secs(2);
+const WARM_UP_LOOK: Duration = Duration::from_millis(10);
+/// A wake-up connection tiny_http has not closed by then was itself queued: more are made.
+const WAKE_LANDS_WITHIN: Duration = Duration::from_millis(100);
+/// At most this many parked connections (tiny_http 0.12 starts 4 idle threads), each taken
+/// by its thread within `PARK_WITHIN`.
+const MAX_PARKED: usize = 16;
+const PARK_WITHIN: Duration = Duration::from_secs(1);
 /// Descriptors a connection costs: tiny_http clones the stream for reading and writing.
 const FDS_PER_CONNECTION: u64 = 2;
 /// Descriptors kept for everything else (listener, span socket, /chain calls, the scan).
@@ -85,24 +104,16 @@ pub enum Reason {
     Idle,
     RequestTimeout,
     OverLimit,
-    /// Closed to free a thread for an unclaimed connection.
-    FreeThread,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
-        Reason::Idle,
-        Reason::RequestTimeout,
-        Reason::OverLimit,
-        Reason::FreeThread,
-    ];
+    pub const ALL: [Reason; 3] = [Reason::Idle, Reason::RequestTimeout, Reason::OverLimit];
 
     pub fn label(self) -> &'static str {
         match self {
             Reason::Idle => "idle",
             Reason::RequestTimeout => "request_timeout",
             Reason::OverLimit => "over_limit",
-            Reason::FreeThread => "free_thread",
         }
     }
 }
@@ -127,18 +138,29 @@ pub fn verdicts(conns: &[Observed], limits: &Limits) -> Vec<(usize, Reason)> {
     // client, or one being answered, is the one to keep.
     kept.sort_by_key(|&i| std::cmp::Reverse(conns[i].since_sent));
     let excess = (kept.len() + unclaimed).saturating_sub(limits.max_connections);
-    let (over, rest) = kept.split_at(excess.min(kept.len()));
-    close.extend(over.iter().map(|&i| (i, Reason::OverLimit)));
-    // Each connection closed that a thread was reading frees that thread for an unclaimed
-    // one; a silent connection may be unclaimed itself, so it does not count.
-    let freed = close.iter().filter(|&&(i, _)| conns[i].read).count();
     close.extend(
-        rest.iter()
-            .filter(|&&i| conns[i].read)
-            .take(unclaimed.saturating_sub(freed))
-            .map(|&i| (i, Reason::FreeThread)),
+        kept[..excess.min(kept.len())]
+            .iter()
+            .map(|&i| (i, Reason::OverLimit)),
     );
     close
+}
+
+/// How many of `conns` (by client address) tiny_http left without a thread. A pool thread
+/// serves one connection at a time, and a connection waits in the pool's queue for good only
+/// while no pool thread is idle: so at most `conns.len() - pool_threads` are stranded, and of
+/// those only the ones seen, with data that nothing ever read at the previous look too
+/// (`unread_before`) or for `UNCLAIMED_AFTER`.
+pub fn stranded(
+    conns: &[(SocketAddr, Observed)],
+    unread_before: &HashSet<SocketAddr>,
+    pool_threads: usize,
+) -> usize {
+    let seen = conns
+        .iter()
+        .filter(|(peer, c)| c.unread && (unread_before.contains(peer) || c.unclaimed()))
+        .count();
+    seen.min(conns.len().saturating_sub(pool_threads))
 }
 
 /// Counters for `/metrics`.
@@ -146,8 +168,10 @@ pub fn verdicts(conns: &[Observed], limits: &Limits) -> Vec<(usize, Reason)> {
 pub struct Stats {
     /// Open connections at the last look.
     pub open: AtomicU64,
-    /// Connections closed, by `Reason` (in `Reason::ALL` order).
-    pub closed: [AtomicU64; Reason::ALL.len()],
+    /// Connections closed, by `Reason`.
+    pub closed: Closed,
+    /// Connections tiny_http's pool race left without a thread, given one.
+    pub stranded: AtomicU64,
     /// Requests never released to tiny_http (see `server`): each holds a thread and two
     /// descriptors for the life of the process.
     pub parked: AtomicU64,
@@ -159,10 +183,28 @@ pub struct Stats {
     pub unhealthy: AtomicBool,
 }
 
-/// Starts the watchdog over the connections accepted on `listening`, with the connection
-/// limit lowered if the open-files limit cannot hold it; returns the limits in force. An
-/// accept that fails for want of descriptors would end tiny_http's accept loop. Without
-/// /proc the descriptors cannot be listed: a warning, and no watchdog.
+/// A counter for each `Reason`.
+#[derive(Debug, Default)]
+pub struct Closed {
+    idle: AtomicU64,
+    request_timeout: AtomicU64,
+    over_limit: AtomicU64,
+}
+
+impl Closed {
+    pub fn get(&self, reason: Reason) -> &AtomicU64 {
+        match reason {
+            Reason::Idle => &self.idle,
+            Reason::RequestTimeout => &self.request_timeout,
+            Reason::OverLimit => &self.over_limit,
+        }
+    }
+}
+
+/// To be called once tiny_http serves `listening`: parks its idle pool threads, and starts
+/// the watchdog over the connections accepted there, with the connection limit lowered if
+/// the open-files limit cannot hold it; returns the limits in force. Without /proc the
+/// descriptors cannot be listed: a warning, and no watchdog (and nothing parked).
 pub fn start(listening: SocketAddr, mut limits: Limits, stats: Arc<Stats>) -> Limits {
     match raise_fd_limit() {
         Ok(fds) => {
@@ -209,15 +251,25 @@ fn raise_fd_limit() -> io::Result<u64> {
 
 fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
     scan(listening)?;
+    let own = own_address(listening);
+    let parked = park(listening, own)?;
+    let started = Instant::now();
     std::thread::Builder::new()
         .name("connections".into())
         .spawn(move || {
+            // Ours, kept open for the life of the process, and left alone.
+            let parked_peers: HashSet<SocketAddr> =
+                parked.iter().filter_map(|s| s.local_addr().ok()).collect();
+            let mut wake = Wake::new(own, parked.len());
             let mut lingering = Lingering::default();
             loop {
-                std::thread::sleep(TICK);
+                let warming = started.elapsed() < WARM_UP;
+                std::thread::sleep(if warming { WARM_UP_LOOK } else { TICK });
                 match scan(listening) {
-                    Ok(found) => {
+                    Ok(mut found) => {
+                        found.open.retain(|c| !parked_peers.contains(&c.peer));
                         enforce(&found.open, &limits, &stats);
+                        wake.stranded(&found.open, &stats);
                         // Longer than any request may take (a /chain call included).
                         let stuck = lingering.update(
                             &found.lingering,
@@ -261,28 +313,166 @@ impl Lingering {
     }
 }
 
-fn enforce(conns: &[(Socket, Observed)], limits: &Limits, stats: &Stats) {
-    let observed: Vec<Observed> = conns.iter().map(|(_, o)| *o).collect();
+/// Gives each idle thread of tiny_http's pool a connection of ours that never ends, one at a
+/// time: each is taken by an idle thread, until one gets a new thread, which shows that none
+/// was idle any more. Each sends one byte of a request line, so that the thread that takes it
+/// waits for the rest for good, and we see when it was taken (the byte was read).
+fn park(listening: SocketAddr, own: SocketAddr) -> io::Result<Vec<TcpStream>> {
+    let mut parked: Vec<TcpStream> = Vec::new();
+    while parked.len() < MAX_PARKED {
+        let mut s = TcpStream::connect_timeout(&own, PARK_WITHIN)?;
+        s.write_all(b"G")?;
+        let ours = s.local_addr()?;
+        parked.push(s);
+        let deadline = Instant::now() + PARK_WITHIN;
+        loop {
+            let taken = scan(listening)?
+                .open
+                .iter()
+                .any(|c| c.peer == ours && c.observed.read);
+            if taken {
+                break;
+            }
+            if Instant::now() > deadline {
+                log::warn!("tiny_http did not take a parked connection within {PARK_WITHIN:?}");
+                return Ok(parked);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if pool_threads()? <= parked.len() {
+            break;
+        }
+    }
+    log::debug!("{} of tiny_http's idle threads parked", parked.len());
+    Ok(parked)
+}
+
+/// Wakes tiny_http's pool for stranded connections: a connection to our own listener, shut
+/// down at once. No pool thread being idle (one is stranded), tiny_http gives it a new thread,
+/// which reads its end, closes it, and takes the stranded connection from the queue next.
+struct Wake {
+    own: SocketAddr,
+    /// Pool threads held by parked connections.
+    parked: usize,
+    /// Clients whose connection had data that nothing ever read at the previous look.
+    unread: HashSet<SocketAddr>,
+    /// Wake-up connections tiny_http has not closed yet, and when each was made: each will
+    /// give a stranded connection its thread (unless itself queued: `WAKE_LANDS_WITHIN`).
+    pending: Vec<(TcpStream, Instant)>,
+}
+
+impl Wake {
+    fn new(own: SocketAddr, parked: usize) -> Wake {
+        Wake {
+            own,
+            parked,
+            unread: HashSet::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Wakes the pool once for each stranded connection of `conns` not already woken.
+    fn stranded(&mut self, conns: &[Conn], stats: &Stats) {
+        let observed: Vec<(SocketAddr, Observed)> =
+            conns.iter().map(|c| (c.peer, c.observed)).collect();
+        let unread_before = std::mem::take(&mut self.unread);
+        self.unread = observed
+            .iter()
+            .filter(|(_, o)| o.unread)
+            .map(|&(peer, _)| peer)
+            .collect();
+        self.pending
+            .retain(|(s, made)| made.elapsed() < WAKE_LANDS_WITHIN && !closed_by_peer(s));
+        if self.unread.is_empty() {
+            return;
+        }
+        let stranded = match pool_threads() {
+            Ok(threads) => stranded(
+                &observed,
+                &unread_before,
+                threads.saturating_sub(self.parked),
+            ),
+            Err(e) => {
+                log::warn!("cannot count tiny_http's threads: {e}");
+                0
+            }
+        };
+        let already = self.pending.len();
+        for _ in already..stranded {
+            let wake = TcpStream::connect_timeout(&self.own, WAKE_CONNECT_TIMEOUT).and_then(|s| {
+                s.shutdown(Shutdown::Write)?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            });
+            match wake {
+                Ok(s) => self.pending.push((s, Instant::now())),
+                Err(e) => log::warn!(
+                    "cannot connect to {} to wake tiny_http's pool: {e}",
+                    self.own
+                ),
+            }
+        }
+        let woken = self.pending.len().saturating_sub(already);
+        if woken > 0 {
+            stats.stranded.fetch_add(woken as u64, Relaxed);
+            log::debug!("{woken} connections left without a thread by tiny_http's pool: woken");
+        }
+    }
+}
+
+/// Whether the other end closed `s` (non-blocking).
+fn closed_by_peer(mut s: &TcpStream) -> bool {
+    !matches!(s.read(&mut [0]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// tiny_http's pool threads: the threads without a name of their own (every thread of ours
+/// is named; a thread inherits its creator's name), less the main thread and tiny_http's
+/// accept thread.
+fn pool_threads() -> io::Result<usize> {
+    let comm = |path: &std::path::Path| std::fs::read(path.join("comm"));
+    let unnamed = comm(std::path::Path::new("/proc/self"))?;
+    let mut count = 0usize;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        // A thread ending meanwhile is not counted.
+        if comm(&task?.path()).is_ok_and(|c| c == unnamed) {
+            count += 1;
+        }
+    }
+    Ok(count.saturating_sub(2))
+}
+
+/// Where to connect to reach `listening` from this host.
+fn own_address(listening: SocketAddr) -> SocketAddr {
+    let ip = match listening.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listening.port())
+}
+
+fn enforce(conns: &[Conn], limits: &Limits, stats: &Stats) {
+    let observed: Vec<Observed> = conns.iter().map(|c| c.observed).collect();
     let verdicts = verdicts(&observed, limits);
     stats
         .open
         .store((conns.len() - verdicts.len()) as u64, Relaxed);
-    let mut closed = [0u64; Reason::ALL.len()];
+    let closed = Closed::default();
     for &(i, reason) in &verdicts {
-        if conns[i].0.open().is_some_and(|fd| shutdown(&fd)) {
-            closed[reason as usize] += 1;
+        if conns[i].socket.open().is_some_and(|fd| shutdown(&fd)) {
+            closed.get(reason).fetch_add(1, Relaxed);
+            stats.closed.get(reason).fetch_add(1, Relaxed);
         }
     }
-    for (counter, n) in stats.closed.iter().zip(closed) {
-        counter.fetch_add(n, Relaxed);
-    }
-    let [idle, timed_out, over, freeing] = closed;
+    let count = |reason| closed.get(reason).load(Relaxed);
+    let idle = count(Reason::Idle);
     if idle > 0 {
         log::debug!("closed {idle} idle connections");
     }
-    if timed_out + over + freeing > 0 {
+    let (timed_out, over) = (count(Reason::RequestTimeout), count(Reason::OverLimit));
+    if timed_out + over > 0 {
         log::warn!(
-            "closed {timed_out} connections with a request unanswered after {:?}, {over} over the limit of {}, {freeing} to free a thread for a connection tiny_http left waiting",
+            "closed {timed_out} connections with a request unanswered after {:?}, {over} over the limit of {}",
             limits.request_timeout,
             limits.max_connections
         );
@@ -332,11 +522,20 @@ fn on_port(listening: SocketAddr) -> io::Result<impl Iterator<Item = (Socket, Ow
     }))
 }
 
+/// One open connection: where to find its socket, the client's address, and what the kernel
+/// says about it.
+#[derive(Debug)]
+struct Conn {
+    socket: Socket,
+    peer: SocketAddr,
+    observed: Observed,
+}
+
 /// What one look finds.
 #[derive(Debug, Default)]
 struct Scan {
-    /// Every open connection, with what the kernel says about it.
-    open: Vec<(Socket, Observed)>,
+    /// Every open connection.
+    open: Vec<Conn>,
     /// Connections closed (by either side) whose descriptors are still held: by a tiny_http
     /// thread that will never release them, if they stay.
     lingering: Vec<u64>,
@@ -352,8 +551,14 @@ fn scan(listening: SocketAddr) -> io::Result<Scan> {
             TCP_LISTEN => {}
             // One the client half-closed still has a request to answer.
             TCP_ESTABLISHED | TCP_CLOSE_WAIT => {
-                if let Some(observed) = observe(dup.as_raw_fd(), &info) {
-                    found.open.push((socket, observed));
+                if let Some(peer) = peer_addr(dup.as_raw_fd())
+                    && let Some(observed) = observe(dup.as_raw_fd(), &info)
+                {
+                    found.open.push(Conn {
+                        socket,
+                        peer,
+                        observed,
+                    });
                 }
             }
             _ => found.lingering.push(socket.inode),
@@ -486,14 +691,6 @@ mod tests {
         }
     }
 
-    /// A head arriving slowly, read by a thread.
-    fn head(since_sent: u64, since_recv: u64) -> Observed {
-        Observed {
-            read: true,
-            ..conn(since_sent, since_recv, false)
-        }
-    }
-
     /// Its data sat unread for `since_recv`: no thread took it.
     fn unclaimed(since_sent: u64, since_recv: u64) -> Observed {
         Observed {
@@ -594,54 +791,13 @@ mod tests {
     }
 
     #[test]
-    fn an_unclaimed_connection_gets_the_thread_of_the_longest_unanswered_other() {
-        use Reason::*;
+    fn an_unclaimed_connection_is_never_closed_and_closes_no_other() {
         let limits = Limits {
             max_connections: 100,
             ..LIMITS
         };
-        type Case = (&'static str, Vec<Observed>, Vec<(usize, Reason)>);
-        let cases: &[Case] = &[
-            (
-                "the idle one gives its thread",
-                vec![unclaimed(1, 1), conn(30, 31, true), conn(2, 2, true)],
-                vec![(1, FreeThread)],
-            ),
-            (
-                "data just arrived: not unclaimed yet",
-                vec![unclaimed(1, 0), conn(30, 31, true)],
-                vec![],
-            ),
-            (
-                "two unclaimed, one freed already by a timeout",
-                vec![
-                    unclaimed(1, 1),
-                    unclaimed(2, 2),
-                    head(12, 1),
-                    conn(3, 4, true),
-                    conn(5, 6, true),
-                ],
-                vec![(2, RequestTimeout), (4, FreeThread)],
-            ),
-            (
-                "a silent connection timed out may hold no thread",
-                vec![unclaimed(1, 1), conn(12, 12, false), conn(3, 4, true)],
-                vec![(1, RequestTimeout), (2, FreeThread)],
-            ),
-            (
-                "a silent one is not closed to free a thread",
-                vec![unclaimed(1, 1), conn(8, 8, false)],
-                vec![],
-            ),
-            (
-                "nothing else to close",
-                vec![unclaimed(1, 1), unclaimed(2, 2)],
-                vec![],
-            ),
-        ];
-        for (name, conns, want) in cases {
-            assert_eq!(&verdicts(conns, &limits), want, "{name}");
-        }
+        let conns = [unclaimed(1, 1), conn(30, 31, true), conn(2, 2, true)];
+        assert_eq!(verdicts(&conns, &limits), []);
         // Over the limit, an unclaimed connection is kept and another goes.
         let over = Limits {
             max_connections: 1,
@@ -649,8 +805,72 @@ mod tests {
         };
         assert_eq!(
             verdicts(&[unclaimed(9, 9), conn(1, 1, true)], &over),
-            [(1, OverLimit)]
+            [(1, Reason::OverLimit)]
         );
+    }
+
+    #[test]
+    fn stranded_connections_are_unread_at_two_looks_or_for_long_and_lack_a_thread() {
+        let waiting = |ms: u64| Observed {
+            since_recv: Duration::from_millis(ms),
+            ..unclaimed(1, 0)
+        };
+        let read = conn(1, 1, true);
+        let peer = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        // (name, connections by client port, unread at the previous look, pool threads, stranded)
+        type Case = (&'static str, Vec<(u16, Observed)>, Vec<u16>, usize, usize);
+        let cases: &[Case] = &[
+            ("nothing unread", vec![(1, read), (2, read)], vec![], 0, 0),
+            (
+                "unread for the first time",
+                vec![(1, waiting(4))],
+                vec![],
+                0,
+                0,
+            ),
+            (
+                "unread at the previous look too",
+                vec![(1, waiting(4))],
+                vec![1],
+                0,
+                1,
+            ),
+            (
+                "unread for long",
+                vec![(1, read), (2, waiting(100))],
+                vec![],
+                1,
+                1,
+            ),
+            (
+                "another connection was unread before",
+                vec![(1, waiting(4)), (2, read)],
+                vec![2],
+                0,
+                0,
+            ),
+            (
+                "unread twice, but a thread for each: not run yet",
+                vec![(1, read), (2, waiting(8))],
+                vec![2],
+                2,
+                0,
+            ),
+            (
+                "three unread twice, one thread short",
+                vec![(1, read), (2, waiting(8)), (3, waiting(8)), (4, waiting(8))],
+                vec![2, 3, 4],
+                3,
+                1,
+            ),
+            ("idle threads", vec![(1, waiting(900))], vec![1], 4, 0),
+        ];
+        for (name, conns, before, threads, want) in cases {
+            let conns: Vec<(SocketAddr, Observed)> =
+                conns.iter().map(|&(p, o)| (peer(p), o)).collect();
+            let before: HashSet<SocketAddr> = before.iter().map(|&p| peer(p)).collect();
+            assert_eq!(stranded(&conns, &before, *threads), *want, "{name}");
+        }
     }
 
     #[test]
@@ -710,21 +930,24 @@ mod tests {
             1,
             "the listener and the client side are not ours"
         );
-        assert!(!found[0].1.answered && !found[0].1.unread);
+        assert!(!found[0].observed.answered && !found[0].observed.unread);
         std::thread::sleep(Duration::from_millis(300));
         client.write_all(b"x").unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        assert!(scan(addr).unwrap().open[0].1.unread, "arrived, not read");
+        assert!(
+            scan(addr).unwrap().open[0].observed.unread,
+            "arrived, not read"
+        );
         let mut byte = [0];
         server.read_exact(&mut byte).unwrap();
-        let o = scan(addr).unwrap().open[0].1;
+        let o = scan(addr).unwrap().open[0].observed;
         assert!(!o.unread, "{o:?}");
         assert!(o.since_recv < Duration::from_millis(200), "{o:?}");
         assert!(o.since_sent >= Duration::from_millis(250), "{o:?}");
         assert!(o.waiting());
         server.write_all(b"y").unwrap();
         client.read_exact(&mut byte).unwrap();
-        let o = scan(addr).unwrap().open[0].1;
+        let o = scan(addr).unwrap().open[0].observed;
         assert!(o.answered && !o.waiting(), "{o:?}");
         // Found by its peer; shutting our duplicate down ends the connection for its owner.
         let peer = client.local_addr().unwrap();

@@ -7,6 +7,8 @@
 //! over UDP). [`connections`] bounds what clients can hold; [`metrics`] counts it all for
 //! `GET /metrics`.
 
+pub mod access_log;
+pub mod alloc;
 pub mod b3;
 pub mod config;
 pub mod connections;

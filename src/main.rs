@@ -12,6 +12,29 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use time::UtcOffset;
 
+/// mimalloc instead of the C library's allocator: tiny_http allocates about 50 times per
+/// request, and musl's allocator (what the static image links) takes a global lock for each
+/// (README, "Performance"). Large blocks are mapped directly (`alloc`).
+#[global_allocator]
+static ALLOCATOR: myhelloworld::alloc::Allocator = myhelloworld::alloc::Allocator;
+/// `mi_option_arena_eager_commit` (mimalloc.h's `mi_option_e`; the binding names no constant
+/// for it). Its default (eager on Linux) keeps freed pages of every thread resident: with a
+/// thread per connection, 35 MB at 32 connections instead of 6 MB, for the same CPU.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Sets mimalloc's options before its first allocation (mimalloc decides when it reserves its
+/// first arena, and the Rust runtime allocates before `main`): a constructor, run by the
+/// loader (or the static binary's start code) before `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SET_MIMALLOC_OPTIONS: extern "C" fn() = {
+    extern "C" fn set() {
+        // SAFETY: stores an option value; mimalloc needs no initialisation for it.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+    }
+    set
+};
+
 fn main() {
     // First, before any thread exists, so that every thread inherits the blocked mask.
     let signals = match Signals::block() {
@@ -68,7 +91,6 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
         }
     };
     let conn_stats = Arc::new(connections::Stats::default());
-    let limits = connections::start(local, config.connections, conn_stats.clone());
 
     let stats = Arc::new(Stats::default());
     let (spans, reporter) = match start_reporter(&config, &stats) {
@@ -88,14 +110,30 @@ fn run(config: Config, signals: Signals, utc_offset: UtcOffset) -> i32 {
             .map(|url| (url, config.downstream_timeout)),
         metrics: Metrics::default(),
         span_stats: stats,
-        conn_stats,
+        conn_stats: conn_stats.clone(),
         listening: local,
     };
+    let first = match server::listen(&listener) {
+        Ok(h) => h,
+        Err(e) => {
+            log::error!("cannot start the HTTP server: {e}");
+            return 1;
+        }
+    };
+    // Once tiny_http serves: the watchdog parks its idle pool threads (see connections.rs).
+    let limits = connections::start(local, config.connections, conn_stats);
     log_start(&config, local, limits.max_connections);
     // A server whose accept loop failed serves on until its connections have been idle or
     // unanswered past the watchdog's limits, which close them.
     let retire_after = limits.idle_timeout + limits.request_timeout;
-    let stop = server::run(listener, config.workers, &service, signals, retire_after);
+    let stop = server::run(
+        listener,
+        first,
+        config.workers,
+        &service,
+        signals,
+        retire_after,
+    );
     // The last span sender goes with the service: the reporter sends what it holds, then ends.
     drop(service);
     if let Some(reporter) = reporter

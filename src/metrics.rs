@@ -146,12 +146,12 @@ fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::
         conns.open.load(Relaxed)
     )?;
     out.push_str("# HELP myhelloworld_http_connections_closed_total Client connections the watchdog closed, by reason.\n# TYPE myhelloworld_http_connections_closed_total counter\n");
-    for (reason, counter) in Reason::ALL.iter().zip(&conns.closed) {
+    for reason in Reason::ALL {
         writeln!(
             out,
             "myhelloworld_http_connections_closed_total{{reason=\"{}\"}} {}",
             reason.label(),
-            counter.load(Relaxed)
+            conns.closed.get(reason).load(Relaxed)
         )?;
     }
     writeln!(
@@ -163,6 +163,11 @@ fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::
         out,
         "# HELP myhelloworld_http_requests_parked_total Requests declaring a body too long for tiny_http to drain safely: answered 413, their connection closed, the request kept (a thread and two descriptors each).\n# TYPE myhelloworld_http_requests_parked_total counter\nmyhelloworld_http_requests_parked_total {}",
         conns.parked.load(Relaxed)
+    )?;
+    writeln!(
+        out,
+        "# HELP myhelloworld_http_connections_stranded_total Connections tiny_http's pool race left without a thread, given one at once.\n# TYPE myhelloworld_http_connections_stranded_total counter\nmyhelloworld_http_connections_stranded_total {}",
+        conns.stranded.load(Relaxed)
     )
 }
 
@@ -189,7 +194,7 @@ mod tests {
         stats.dropped_send_error.store(1, Relaxed);
         let conns = connections::Stats::default();
         conns.open.store(3, Relaxed);
-        conns.closed[Reason::RequestTimeout as usize].store(4, Relaxed);
+        conns.closed.get(Reason::RequestTimeout).store(4, Relaxed);
         let text = m.render(&stats, &conns);
         let cases: &[(&str, f64)] = &[
             (

@@ -2,6 +2,7 @@
 //! server, the per-request path (trace context in → span → handler → response → access
 //! log), and the graceful stop on SIGTERM/SIGINT.
 
+use crate::access_log::{self, Entry, Escaped};
 use crate::connections;
 use crate::downstream::{self, Url};
 use crate::escape;
@@ -89,6 +90,7 @@ enum Event {
 /// has closed them all), then end.
 pub fn run(
     listener: TcpListener,
+    first: tiny_http::Server,
     workers: usize,
     service: &Service,
     signals: Signals,
@@ -99,7 +101,8 @@ pub fn run(
         return Stop::Failed(format!("cannot start the signal thread: {e}"));
     }
     let stopping = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let mut first = Some(first);
+    let stop = std::thread::scope(|scope| {
         let mut servers: Vec<Arc<Server>> = Vec::new();
         let mut stalled = false;
         let stop = loop {
@@ -109,16 +112,16 @@ pub fn run(
             {
                 // Servers whose workers have all retired.
                 servers.retain(|s| Arc::strong_count(s) > 1);
-                match start_server(
-                    scope,
-                    &listener,
-                    workers,
-                    service,
-                    &stopping,
-                    &tx,
-                    retire_after,
-                ) {
-                    Ok(server) => servers.push(server),
+                match first.take().map_or_else(|| listen(&listener), Ok) {
+                    Ok(http) => servers.push(start_workers(
+                        scope,
+                        http,
+                        workers,
+                        service,
+                        &stopping,
+                        &tx,
+                        retire_after,
+                    )),
                     // Out of descriptors even for a new server: the watchdog sheds load.
                     Err(e) => log::warn!("cannot accept connections again yet: {e}"),
                 }
@@ -139,7 +142,10 @@ pub fn run(
             }
         }
         stop
-    })
+    });
+    // Every request is answered: its line is the last to go.
+    access_log::stderr().flush();
+    stop
 }
 
 /// SIGTERM and SIGINT become `Event::Signal`; a later one (past a second) exits at once.
@@ -156,6 +162,7 @@ fn spawn_signal_thread(signals: Signals, events: Sender<Event>) -> std::io::Resu
                 // `timeout(1)` and a signal to the process group deliver two at once.
                 if at.elapsed() >= Duration::from_secs(1) {
                     log::warn!("{again} again during shutdown: exiting now");
+                    access_log::stderr().flush();
                     std::process::exit(130);
                 }
             }
@@ -228,18 +235,22 @@ impl Server {
     }
 }
 
-/// A tiny_http server on a duplicate of `listener`, and its workers.
-fn start_server<'scope>(
+/// A tiny_http server on a duplicate of `listener`.
+pub fn listen(listener: &TcpListener) -> Result<tiny_http::Server, String> {
+    let clone = listener.try_clone().map_err(|e| e.to_string())?;
+    tiny_http::Server::from_listener(clone, None).map_err(|e| e.to_string())
+}
+
+/// `http` with `workers` workers of its own.
+fn start_workers<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    listener: &TcpListener,
+    http: tiny_http::Server,
     workers: usize,
     service: &'scope Service,
     stopping: &'scope AtomicBool,
     events: &Sender<Event>,
     retire_after: Duration,
-) -> Result<Arc<Server>, String> {
-    let clone = listener.try_clone().map_err(|e| e.to_string())?;
-    let http = tiny_http::Server::from_listener(clone, None).map_err(|e| e.to_string())?;
+) -> Arc<Server> {
     let server = Arc::new(Server {
         http,
         accepting: AtomicBool::new(true),
@@ -257,7 +268,7 @@ fn start_server<'scope>(
             break;
         }
     }
-    Ok(server)
+    server
 }
 
 /// One worker: serves requests until unblocked at shutdown, or retired after its server's
@@ -333,8 +344,21 @@ impl Service {
         let plan = traced.map(|(plan, _span, _)| plan);
         self.metrics.observe(route, status, received.elapsed());
         match plan {
-            Some(plan) => access_log(&method, &path, status, received, &plan),
-            None => log::debug!(target: "access", "{method} {path} {status}"),
+            Some(plan) => access_log::stderr().record(&Entry {
+                method: method.as_str(),
+                path: &path,
+                status,
+                elapsed: received.elapsed(),
+                trace_id: plan.trace_id,
+                span_id: plan.span_id,
+                sampled: plan.sampling.is_sampled(),
+            }),
+            None => log::debug!(
+                target: "access",
+                "{} {} {status}",
+                Escaped(method.as_str()),
+                Escaped(&path)
+            ),
         }
     }
 
@@ -601,17 +625,6 @@ fn server_tags(request: &Request) -> impl Iterator<Item = Tag> + use<> {
     .into_iter()
     .chain(peer.into_iter().flatten())
     .chain(request_id)
-}
-
-fn access_log(method: &Method, path: &str, status: u16, received: Instant, plan: &SpanPlan) {
-    log::info!(
-        target: "access",
-        "{method} {path} {status} {:.3}ms trace_id={} span_id={} sampled={}",
-        received.elapsed().as_secs_f64() * 1e3,
-        plan.trace_id,
-        format_args!("{:016x}", plan.span_id),
-        plan.sampling.is_sampled(),
-    );
 }
 
 /// A request's header fields as name/value pairs.

@@ -571,12 +571,18 @@ fn a_hostile_downstream_gets_a_502_or_is_relayed_whole() {
     let mut wanted: Vec<i64> = want.iter().map(|(s, _)| i64::from(*s)).collect();
     wanted.sort();
     assert_eq!(statuses, wanted);
-    let logged = a
-        .logs()
-        .iter()
-        .filter(|l| l.contains("GET /chain "))
-        .count();
-    assert_eq!(logged, ANSWERS.len(), "{:?}", a.logs());
+    // Access lines are buffered (up to a second: src/access_log.rs).
+    let logged = || {
+        a.logs()
+            .iter()
+            .filter(|l| l.contains("GET /chain "))
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while logged() < ANSWERS.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(logged(), ANSWERS.len(), "{:?}", a.logs());
     assert_eq!(a.get("/healthz", &[]).status, 200, "the process lives");
 }
 

@@ -600,3 +600,23 @@ fn metrics_count_requests_and_spans_and_are_not_traced() {
         bytes
     );
 }
+
+#[test]
+fn a_request_line_with_control_bytes_gives_one_escaped_access_line() {
+    let agent = Agent::new();
+    let service = Service::start(agent.port(), &[]);
+    // tiny_http ends a line only at CRLF and splits the request line at spaces: a bare LF
+    // or CR, NUL, ESC, DEL, tabs, a quote and a backslash all reach the path we log.
+    let forged = "/x\n[INFO\taccess]\tGET\t/forged\t200\r\0\x1b[31m\x7f\"\\";
+    assert_eq!(service.get(forged, &[]).status, 404);
+    let line = service.wait_for_log("GET /x", WAIT).expect("access line");
+    let want = "[INFO  access] GET /x\\x0A[INFO\\x09access]\\x09GET\\x09/forged\\x09200\\x0D\\x00\\x1B[31m\\x7F\\x22\\x5C 404 ";
+    assert!(line.starts_with(want), "{line:?}");
+    assert!(line.ends_with("sampled=true"), "{line:?}");
+    let logs = service.logs();
+    assert_eq!(
+        logs.iter().filter(|l| l.contains("forged")).count(),
+        1,
+        "one line: {logs:?}"
+    );
+}

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark of myhelloworld on loopback: wrk drives keep-alive (and Connection: close) load,
 # a UDP sink of ours (tests/bench/udp_sink.rs, thrift_codec decoding) stands in for the Jaeger
-# agent. Scenarios run interleaved (A B C ... A B C ...) because this machine's speed drifts;
-# the table shows medians with min-max. Server CPU per request comes from /proc, peak RSS from
-# VmHWM, span counts from the service's own shutdown line and from the sink.
+# agent. Measured: the static musl build (what the image ships), the glibc build as a second
+# row, and the Go original when BENCH_GO_BIN names its binary. Runs are interleaved
+# (A B C ... A B C ...) because this machine's speed drifts; the table shows medians with
+# min-max, and every run is a fresh start with wrk's 32 connections opened at once, the first
+# second included. Server CPU per request comes from /proc, peak RSS from VmHWM, span counts
+# from the service's shutdown line and from the sink.
 #
-#   tests/bench/run.sh                    # 5 repetitions of 5 s per scenario, 32 connections
+#   tests/bench/run.sh                    # 5 repetitions of 5 s per run, 32 connections
+#   BENCH_GO_BIN=/path/to/seed-go tests/bench/run.sh    # with the Go original
 #   BENCH_REPS=7 BENCH_SECONDS=10 BENCH_CONNECTIONS=64 tests/bench/run.sh
-#   BENCH_SOAK=60 tests/bench/run.sh      # also one 60 s run sampling RSS every 5 s
-#   BENCH_SCENARIOS="b3-sampled disabled" tests/bench/run.sh   # a subset
+#   BENCH_SOAK=60 tests/bench/run.sh      # also one 60 s run of the musl build sampling RSS
+#   BENCH_RUNS="musl/b3-sampled musl/disabled" tests/bench/run.sh   # a subset
 #   BENCH_PIN=0 tests/bench/run.sh        # let the scheduler place server and load
 #
 # Everything stays on 127.0.0.1; every wait is bounded.
@@ -19,14 +23,31 @@ reps=${BENCH_REPS:-5}
 seconds=${BENCH_SECONDS:-5}
 connections=${BENCH_CONNECTIONS:-32}
 soak=${BENCH_SOAK:-0}
-read -r -a scenarios <<<"${BENCH_SCENARIOS:-keepalive b3-sampled disabled b3-deny close}"
+go_bin=${BENCH_GO_BIN:-}
+musl_target=x86_64-unknown-linux-musl
+default_runs="musl/keepalive musl/b3-sampled musl/disabled musl/b3-deny musl/close glibc/b3-sampled glibc/disabled"
+[ -n "$go_bin" ] && default_runs+=" go/b3-sampled go/close"
+read -r -a runs <<<"${BENCH_RUNS:-$default_runs}"
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+if [ -z "$go_bin" ]; then
+  echo "BENCH_GO_BIN is not set: the Go original is not measured" >&2
+elif [ ! -x "$go_bin" ]; then
+  echo "BENCH_GO_BIN=$go_bin is not an executable" >&2
+  exit 2
 fi
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+# mimalloc's C code is compiled for the musl target with musl-gcc (cc-rs's choice).
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+rustup target list --installed | grep -qx "$musl_target" || rustup target add "$musl_target"
+cargo build --release --quiet --bin myhelloworld --target "$musl_target"
 cargo build --release --quiet --bin myhelloworld --example udp-sink
-server_bin=target/release/myhelloworld
+musl_bin=target/$musl_target/release/myhelloworld
+glibc_bin=target/release/myhelloworld
 sink_bin=target/release/examples/udp-sink
 
 # Server on core 0, wrk and the sink on core 1, when there are two cores.
@@ -48,8 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_udp_port() {
-  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() {
+  python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
 }
 
 # cpu_ticks PID: utime + stime of the process, in clock ticks.
@@ -57,14 +78,24 @@ cpu_ticks() {
   awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# wait_for FILE PATTERN: bounded wait for a line in a log.
-wait_for() {
+# wait_until COMMAND...: bounded wait (10 s) for a command to succeed.
+wait_until() {
   for _ in $(seq 100); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
+    "$@" 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "timed out waiting for '$2' in $1" >&2
+  echo "timed out waiting for: $*" >&2
   return 1
+}
+
+# metric PORT SERIES: one value from our service's /metrics.
+metric() {
+  local text
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+  text=$(cat <&3)
+  exec 3<&-
+  awk -v s="$2" '$1 == s { print $2 }' <<<"$text"
 }
 
 # to_ms VALUE: wrk's latency ("523.00us", "1.20ms", "1.01s") in milliseconds.
@@ -75,112 +106,145 @@ to_ms() {
     printf "%.3f", n }'
 }
 
-# run NAME ENV_ASSIGNMENTS -- WRK_HEADER_ARGS...: one measured run; appends a result line
-# "NAME rps p50 p99 cpu_us_per_req hwm_kb finished received dropped datagrams bytes_per_span"
-run() {
-  local name=$1 envs=$2
-  shift 3
-  local port log sink_out pid sink_pid before after requests ticks_per_s
-  port=$(free_udp_port)
-  log="$work/$name.log"
-  sink_out="$work/$name.sink"
-  "${pin_load[@]}" "$sink_bin" "$port" >"$sink_out" &
-  sink_pid=$!
-  # shellcheck disable=SC2086 # ENV_ASSIGNMENTS is a list of words on purpose
-  env HOST=127.0.0.1 PORT=0 JAEGER_AGENT_HOST=127.0.0.1 JAEGER_AGENT_PORT="$port" RUST_LOG=info $envs \
-    "${pin_server[@]}" "$server_bin" 2>"$log" &
-  pid=$!
-  wait_for "$log" "listening on"
-  local addr
-  addr=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$log")
-  before=$(cpu_ticks "$pid")
-  "${pin_load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 5s --latency "$@" "$addr/gettime" >"$work/$name.wrk"
-  after=$(cpu_ticks "$pid")
-  local hwm
-  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
-  kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  wait "$pid" || { echo "$name: server exited with $?" >&2; return 1; }
-  printf 'STOP' >"/dev/udp/127.0.0.1/$port"
-  wait "$sink_pid"
-
-  requests=$(awk '/requests in/ { print $1 }' "$work/$name.wrk")
-  ticks_per_s=$(getconf CLK_TCK)
-  local rps p50 p99 cpu admitted dropped datagrams bytes received
-  rps=$(awk '/Requests\/sec/ { print $2 }' "$work/$name.wrk")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$work/$name.wrk")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$work/$name.wrk")")
-  cpu=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
-  admitted=$(sed -n 's/.*spans admitted=\([0-9]*\).*/\1/p' "$log")
-  dropped=$(sed -n 's/.*dropped: queue_full=\([0-9]*\) send_error=\([0-9]*\) agent_unresolved=\([0-9]*\) too_large=\([0-9]*\).*/\1 \2 \3 \4/p' "$log" | awk '{ print $1 + $2 + $3 + $4 }')
-  read -r datagrams bytes received <<<"$(sed -n 's/datagrams=\([0-9]*\) bytes=\([0-9]*\) spans=\([0-9]*\).*/\1 \2 \3/p' "$sink_out")"
-  # Spans finished = admitted + queue_full (a sampled span refused a queue slot).
-  local finished queue_full
-  queue_full=$(sed -n 's/.*queue_full=\([0-9]*\).*/\1/p' "$log")
-  finished=$(( ${admitted:-0} + ${queue_full:-0} ))
-  local per_span="-"
-  [ "${received:-0}" -gt 0 ] && per_span=$(awk -v b="$bytes" -v s="$received" 'BEGIN { printf "%.0f", b / s }')
-  echo "$name $rps $p50 $p99 $cpu $hwm $finished $received ${dropped:-0} $datagrams $per_span" >>"$work/results"
-}
-
 b3=(-H "x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124" -H "x-b3-spanid: a2fb4a1d1a96d312" -H "x-b3-sampled: 1")
 deny=(-H "x-b3-traceid: 463ac35c9f6413ad48485a3953bb6124" -H "x-b3-spanid: a2fb4a1d1a96d312" -H "x-b3-sampled: 0")
 
-echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ); $(rustc --version); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-echo "load: wrk -t1 -c$connections, ${seconds}s per run, $reps repetitions, interleaved; $pinning"
-echo
-
-# scenario NAME: one run of it.
-scenario() {
-  case $1 in
-    keepalive) run keepalive "" -- ;;
-    b3-sampled) run b3-sampled "" -- "${b3[@]}" ;;
-    disabled) run disabled "JAEGER_DISABLED=true" -- "${b3[@]}" ;;
-    b3-deny) run b3-deny "" -- "${deny[@]}" ;;
-    close) run close "" -- -H "Connection: close" ;;
-    *) echo "unknown scenario $1" >&2; return 1 ;;
+# run BINARY/SCENARIO: one fresh start of the server and one wrk run against it; appends
+# "NAME rps p50 p99 cpu_us_per_req hwm_kb finished received dropped datagrams bytes_per_span stranded"
+# to the results ("-" where the Go original has no such figure).
+run() {
+  local name=$1 binary=${1%%/*} scenario=${1#*/}
+  local envs=() headers=() bin port=0 tcp_port log sink_out pid sink_pid before after
+  case $scenario in
+    keepalive) ;;
+    b3-sampled) headers=("${b3[@]}") ;;
+    disabled) headers=("${b3[@]}") envs=(JAEGER_DISABLED=true) ;;
+    b3-deny) headers=("${deny[@]}") ;;
+    close) headers=(-H "Connection: close") ;;
+    *) echo "unknown scenario $scenario" >&2; return 1 ;;
   esac
+  port=$(free_port SOCK_DGRAM)
+  log="$work/run.log"
+  sink_out="$work/run.sink"
+  "${pin_load[@]}" "$sink_bin" "$port" >"$sink_out" &
+  sink_pid=$!
+  case $binary in
+    musl | glibc)
+      [ "$binary" = musl ] && bin=$musl_bin || bin=$glibc_bin
+      env HOST=127.0.0.1 PORT=0 JAEGER_AGENT_HOST=127.0.0.1 JAEGER_AGENT_PORT="$port" RUST_LOG=info "${envs[@]}" \
+        "${pin_server[@]}" "$bin" 2>"$log" &
+      pid=$!
+      wait_until grep -q "listening on" "$log"
+      tcp_port=$(sed -n 's/.*listening on http:[^ ]*:\([0-9]*\) .*/\1/p' "$log")
+      ;;
+    go)
+      [ "$scenario" = disabled ] || [ "$scenario" = b3-deny ] && { echo "go/$scenario: not a scenario of the Go original" >&2; return 1; }
+      tcp_port=$(free_port SOCK_STREAM)
+      env AGENT="127.0.0.1:$port" PORT="$tcp_port" "${pin_server[@]}" "$go_bin" 2>"$log" &
+      pid=$!
+      wait_until bash -c "exec 3<>/dev/tcp/127.0.0.1/$tcp_port"
+      ;;
+    *) echo "unknown binary $binary" >&2; return 1 ;;
+  esac
+  before=$(cpu_ticks "$pid")
+  "${pin_load[@]}" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 5s --latency "${headers[@]}" \
+    "http://127.0.0.1:$tcp_port/gettime" >"$work/run.wrk"
+  after=$(cpu_ticks "$pid")
+  local hwm stranded=-
+  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+  [ "$binary" = go ] || stranded=$(metric "$tcp_port" myhelloworld_http_connections_stranded_total)
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # The Go original dies of SIGTERM (no handler); ours exits 0.
+  local status=0
+  wait "$pid" || status=$?
+  [ "$status" = 0 ] || [ "$binary" = go ] || { echo "$name: server exited with $status" >&2; return 1; }
+  printf 'STOP' >"/dev/udp/127.0.0.1/$port"
+  wait "$sink_pid"
+
+  local requests rps p50 p99 cpu datagrams bytes received finished=- dropped=- per_span=-
+  requests=$(awk '/requests in/ { print $1 }' "$work/run.wrk")
+  rps=$(awk '/Requests\/sec/ { print $2 }' "$work/run.wrk")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$work/run.wrk")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$work/run.wrk")")
+  cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+  read -r datagrams bytes received <<<"$(sed -n 's/datagrams=\([0-9]*\) bytes=\([0-9]*\) spans=\([0-9]*\).*/\1 \2 \3/p' "$sink_out")"
+  if [ "$binary" != go ]; then
+    # Spans finished = admitted + queue_full (a sampled span refused a queue slot).
+    local admitted queue_full
+    admitted=$(sed -n 's/.*spans admitted=\([0-9]*\).*/\1/p' "$log")
+    queue_full=$(sed -n 's/.*queue_full=\([0-9]*\).*/\1/p' "$log")
+    finished=$((${admitted:-0} + ${queue_full:-0}))
+    dropped=$(sed -n 's/.*dropped: queue_full=\([0-9]*\) send_error=\([0-9]*\) agent_unresolved=\([0-9]*\) too_large=\([0-9]*\).*/\1 \2 \3 \4/p' "$log" | awk '{ print $1 + $2 + $3 + $4 }')
+  fi
+  [ "${received:-0}" -gt 0 ] && per_span=$(awk -v b="$bytes" -v s="$received" 'BEGIN { printf "%.0f", b / s }')
+  echo "$name $rps $p50 $p99 $cpu $hwm $finished $received ${dropped:-0} $datagrams $per_span $stranded" >>"$work/results"
 }
 
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
+go_version=
+[ -n "$go_bin" ] && go_version="; Go original built with $(go version "$go_bin" 2>/dev/null | awk '{ print $2 }')"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); $(rustc --version); $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)$go_version"
+echo "binaries: musl $(stat -c %s "$musl_bin") bytes ($(objcopy --strip-all "$musl_bin" "$work/stripped" && stat -c %s "$work/stripped") stripped), glibc $(stat -c %s "$glibc_bin") bytes"
+echo "load: wrk -t1 -c$connections, ${seconds}s per run, $reps repetitions, interleaved, each a fresh start; $pinning"
+echo "load average before: $(load)"
+echo
+
 for rep in $(seq "$reps"); do
-  echo "repetition $rep/$reps" >&2
-  for s in "${scenarios[@]}"; do scenario "$s"; done
+  echo "repetition $rep/$reps (load average $(load))" >&2
+  for r in "${runs[@]}"; do run "$r"; done
 done
 
-# Median with min-max of column $2 for scenario $1.
+# Median with min-max of column $2 for run $1.
 stat() {
   awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$work/results" | sort -g |
     awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s (%s-%s)", m, v[1], v[NR] }'
 }
+# Column $2 of run $1 summed over repetitions, or "-".
 total() {
-  awk -v n="$1" -v c="$2" '$1 == n { s += $c } END { print s + 0 }' "$work/results"
+  awk -v n="$1" -v c="$2" '$1 == n { if ($c == "-") d = 1; s += $c } END { print d ? "-" : s + 0 }' "$work/results"
 }
 
-printf '%-11s %-26s %-22s %-22s %-22s %-24s %s\n' scenario "requests/s" "p50 ms" "p99 ms" "CPU us/request" "peak RSS KiB" "spans finished/received/dropped, datagrams, bytes/span (totals)"
-for s in "${scenarios[@]}"; do
-  printf '%-11s %-26s %-22s %-22s %-22s %-24s %s/%s/%s, %s, %s\n' "$s" "$(stat "$s" 2)" "$(stat "$s" 3)" "$(stat "$s" 4)" "$(stat "$s" 5)" "$(stat "$s" 6)" \
-    "$(total "$s" 7)" "$(total "$s" 8)" "$(total "$s" 9)" "$(total "$s" 10)" "$(awk -v n="$s" '$1 == n { print $11; exit }' "$work/results")"
+printf '%-17s %-28s %-22s %-24s %-19s %-21s %-11s %s\n' run "requests/s" "p50 ms" "p99 ms" "CPU us/request" "peak RSS KiB" "stranded" "spans finished/received/dropped, datagrams, bytes/span (totals)"
+for r in "${runs[@]}"; do
+  printf '%-17s %-28s %-22s %-24s %-19s %-21s %-11s %s/%s/%s, %s, %s\n' "$r" "$(stat "$r" 2)" "$(stat "$r" 3)" "$(stat "$r" 4)" "$(stat "$r" 5)" "$(stat "$r" 6)" \
+    "$(total "$r" 12)" "$(total "$r" 7)" "$(total "$r" 8)" "$(total "$r" 9)" "$(total "$r" 10)" "$(awk -v n="$r" '$1 == n { print $11; exit }' "$work/results")"
 done
-
-# Tracing overhead: per repetition, CPU per request of b3-sampled over disabled (adjacent runs).
 echo
-grep -q '^disabled ' "$work/results" && grep -q '^b3-sampled ' "$work/results" &&
-paste <(awk '$1 == "b3-sampled" { print $5 }' "$work/results") <(awk '$1 == "disabled" { print $5 }' "$work/results") |
-  awk '{ printf "%.3f\n", $1 / $2 }' | sort -g |
-  awk '{ r[NR] = $1 } END {
-    m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-    printf "tracing overhead (CPU per request, b3-sampled / disabled): median %.3fx over %d pairs (%.3f-%.3f)\n", m, NR, r[1], r[NR] }'
+echo "load average after: $(load)"
+
+# ratio A B: per repetition, CPU per request of run A over run B (runs of one repetition are
+# adjacent in time), median and min-max.
+ratio() {
+  grep -q "^$1 " "$work/results" && grep -q "^$2 " "$work/results" || return 0
+  paste <(awk -v n="$1" '$1 == n { print $5 }' "$work/results") <(awk -v n="$2" '$1 == n { print $5 }' "$work/results") |
+    awk '{ printf "%.3f\n", $1 / $2 }' | sort -g |
+    awk -v a="$1" -v b="$2" '{ r[NR] = $1 } END {
+      m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+      printf "CPU per request, %s / %s: median %.3fx over %d pairs (%.3f-%.3f)\n", a, b, m, NR, r[1], r[NR] }'
+}
+echo
+ratio musl/b3-sampled musl/disabled
+ratio musl/b3-sampled go/b3-sampled
+ratio glibc/b3-sampled go/b3-sampled
+ratio musl/b3-sampled glibc/b3-sampled
+ratio musl/close go/close
+# Every run is a fresh start with 32 connections opened at once: the p99 of each.
+for binary in musl glibc go; do
+  awk -v b="$binary" 'index($1, b "/") == 1 { n++; if ($4 > 10) slow++; if ($4 > max) max = $4 }
+    END { if (n) printf "%s: %d of %d fresh starts with p99 over 10 ms (highest %.3f ms)\n", b, slow, n, max }' "$work/results"
+done
 
 if [ "$soak" -gt 0 ]; then
   echo
-  echo "soak: ${soak}s keep-alive with B3 headers, RSS every 5 s (KiB):"
-  port=$(free_udp_port)
+  echo "soak: ${soak}s keep-alive with B3 headers, musl build, RSS every 5 s (KiB):"
+  port=$(free_port SOCK_DGRAM)
   "${pin_load[@]}" "$sink_bin" "$port" >"$work/soak.sink" &
   sink_pid=$!
-  HOST=127.0.0.1 PORT=0 JAEGER_AGENT_HOST=127.0.0.1 JAEGER_AGENT_PORT="$port" "${pin_server[@]}" "$server_bin" 2>"$work/soak.log" &
+  HOST=127.0.0.1 PORT=0 JAEGER_AGENT_HOST=127.0.0.1 JAEGER_AGENT_PORT="$port" "${pin_server[@]}" "$musl_bin" 2>"$work/soak.log" &
   pid=$!
-  wait_for "$work/soak.log" "listening on"
+  wait_until grep -q "listening on" "$work/soak.log"
   addr=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$work/soak.log")
   "${pin_load[@]}" wrk -t1 -c"$connections" -d"${soak}s" "${b3[@]}" "$addr/gettime" >/dev/null &
   wrk_pid=$!

@@ -1,0 +1,311 @@
+//! The access log: one line per request, buffered as nginx buffers its access log
+//! (`access_log … buffer=64k flush=1s`). A request formats its line into a reused
+//! per-thread buffer and appends it to a shared one under a short lock: no system call and
+//! no wait on stderr per request. The shared buffer goes to stderr in one write when it
+//! passes 64 KiB, every second, and at shutdown (`flush`), so a line is never lost on
+//! SIGTERM and reaches the log at most a second late.
+//!
+//! The request's method and path come from the client: every byte that could forge or
+//! break a line (control bytes such as CR, LF and NUL, DEL, space, `"`, `\`, and anything
+//! outside ASCII) is written as `\xHH`, so one request is always one unambiguous line.
+
+use crate::propagation::TraceId;
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Past this many bytes the buffer is written at once (nginx's `buffer=64k`).
+const BUFFER_BYTES: usize = 64 * 1024;
+/// The longest a line waits in the buffer (nginx's `flush=1s`).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// What env_logger writes before an `info` line of the target `access`: the access lines
+/// look as they did when they went through it.
+const PREFIX: &str = "[INFO  access] ";
+
+/// What one line says about a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub method: &'a str,
+    /// The path, without the query (it may carry secrets).
+    pub path: &'a str,
+    pub status: u16,
+    /// From taking the request to having written the response.
+    pub elapsed: Duration,
+    pub trace_id: TraceId,
+    pub span_id: u64,
+    pub sampled: bool,
+}
+
+/// `s` with every byte that could break or forge a log line written as `\xHH`.
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = Vec::with_capacity(self.0.len());
+        escape_into(&mut buf, self.0);
+        // Only ASCII is written.
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Appends `s` to `out`, printable ASCII as is, any other byte (and `"`, `\`) as `\xHH`.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        if b.is_ascii_graphic() && b != b'"' && b != b'\\' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        }
+    }
+}
+
+/// Appends the line for `e`, newline included:
+/// `[INFO  access] GET /gettime 200 0.394ms trace_id=… span_id=… sampled=true`.
+pub fn format_line(out: &mut Vec<u8>, e: &Entry) {
+    out.extend_from_slice(PREFIX.as_bytes());
+    escape_into(out, e.method);
+    out.push(b' ');
+    escape_into(out, e.path);
+    let micros = e.elapsed.as_micros();
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(
+        out,
+        " {} {}.{:03}ms trace_id={} span_id={:016x} sampled={}",
+        e.status,
+        micros / 1000,
+        micros % 1000,
+        e.trace_id,
+        e.span_id,
+        e.sampled,
+    );
+}
+
+/// Lines waiting to be written to `out`.
+pub struct AccessLog<W: Write> {
+    enabled: bool,
+    pending: Mutex<Vec<u8>>,
+    /// Held while a batch is taken and written, so that batches keep their order.
+    out: Mutex<(W, Vec<u8>)>,
+}
+
+impl<W: Write> AccessLog<W> {
+    /// A log writing to `out`; `enabled` false makes `record` do nothing.
+    pub fn new(out: W, enabled: bool) -> Self {
+        AccessLog {
+            enabled,
+            pending: Mutex::new(Vec::with_capacity(BUFFER_BYTES + 1024)),
+            out: Mutex::new((out, Vec::with_capacity(BUFFER_BYTES + 1024))),
+        }
+    }
+
+    /// Buffers the line for `e`; writes the buffer if it is full.
+    pub fn record(&self, e: &Entry) {
+        if !self.enabled {
+            return;
+        }
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+        }
+        let full = LINE.with_borrow_mut(|line| {
+            line.clear();
+            format_line(line, e);
+            let mut pending = lock(&self.pending);
+            pending.extend_from_slice(line);
+            pending.len() >= BUFFER_BYTES
+        });
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Writes every buffered line.
+    pub fn flush(&self) {
+        let mut out = lock(&self.out);
+        let (writer, batch) = &mut *out;
+        // The buffers are swapped, not reallocated: the next lines go into the emptied one.
+        std::mem::swap(batch, &mut *lock(&self.pending));
+        if batch.is_empty() {
+            return;
+        }
+        let written = writer.write_all(batch).and_then(|()| writer.flush());
+        batch.clear();
+        if let Err(e) = written {
+            // Nowhere better to say it than the log itself.
+            log::warn!("cannot write the access log: {e}");
+        }
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere while appending bytes: the buffer is usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The service's access log, to stderr; enabled when the log filter lets `access` info
+/// lines through (`RUST_LOG=info,access=warn` turns it off). The first call, after the
+/// logger is set up, starts the thread that flushes it every second.
+pub fn stderr() -> &'static AccessLog<io::Stderr> {
+    static LOG: OnceLock<AccessLog<io::Stderr>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let enabled = log::log_enabled!(target: "access", log::Level::Info);
+        if enabled {
+            let spawned = std::thread::Builder::new()
+                .name("access-log".into())
+                .spawn(|| {
+                    loop {
+                        std::thread::sleep(FLUSH_EVERY);
+                        stderr().flush();
+                    }
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown");
+            }
+        }
+        AccessLog::new(io::stderr(), enabled)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const TRACE: TraceId = TraceId {
+        high: 0x463ac35c9f6413ad,
+        low: 0x48485a3953bb6124,
+    };
+
+    fn entry<'a>(method: &'a str, path: &'a str) -> Entry<'a> {
+        Entry {
+            method,
+            path,
+            status: 200,
+            elapsed: Duration::from_micros(1394),
+            trace_id: TRACE,
+            span_id: 0xa2fb4a1d1a96d312,
+            sampled: true,
+        }
+    }
+
+    fn line(e: &Entry) -> String {
+        let mut out = Vec::new();
+        format_line(&mut out, e);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lines_are_formatted_and_hostile_bytes_escaped() {
+        let cases: &[(&str, Entry, &str)] = &[
+            (
+                "a plain request",
+                entry("GET", "/gettime"),
+                "[INFO  access] GET /gettime 200 1.394ms trace_id=463ac35c9f6413ad48485a3953bb6124 span_id=a2fb4a1d1a96d312 sampled=true\n",
+            ),
+            (
+                "a 64-bit trace id, unsampled, sub-millisecond",
+                Entry {
+                    trace_id: TraceId { high: 0, low: 1 },
+                    sampled: false,
+                    elapsed: Duration::from_micros(7),
+                    status: 404,
+                    ..entry("HEAD", "/x")
+                },
+                "[INFO  access] HEAD /x 404 0.007ms trace_id=0000000000000001 span_id=a2fb4a1d1a96d312 sampled=false\n",
+            ),
+            (
+                "CR LF forging a second line",
+                entry("GET", "/a\r\n[INFO  access] GET /admin 200"),
+                "[INFO  access] GET /a\\x0D\\x0A[INFO\\x20\\x20access]\\x20GET\\x20/admin\\x20200 200 1.394ms trace_id=463ac35c9f6413ad48485a3953bb6124 span_id=a2fb4a1d1a96d312 sampled=true\n",
+            ),
+            (
+                "NUL, ESC, DEL, a tab",
+                entry("GET", "/\0\x1b[31m\x7f\t"),
+                "[INFO  access] GET /\\x00\\x1B[31m\\x7F\\x09 200 1.394ms trace_id=463ac35c9f6413ad48485a3953bb6124 span_id=a2fb4a1d1a96d312 sampled=true\n",
+            ),
+            (
+                "quotes and backslashes cannot fake an escape",
+                entry("GET", r#"/"q"\x41"#),
+                "[INFO  access] GET /\\x22q\\x22\\x5Cx41 200 1.394ms trace_id=463ac35c9f6413ad48485a3953bb6124 span_id=a2fb4a1d1a96d312 sampled=true\n",
+            ),
+            (
+                "a non-standard method with a space and non-ASCII",
+                entry("PÜT X", "/é"),
+                "[INFO  access] P\\xC3\\x9CT\\x20X /\\xC3\\xA9 200 1.394ms trace_id=463ac35c9f6413ad48485a3953bb6124 span_id=a2fb4a1d1a96d312 sampled=true\n",
+            ),
+        ];
+        for (name, e, want) in cases {
+            assert_eq!(line(e), *want, "{name}");
+            assert_eq!(line(e).lines().count(), 1, "{name}: one line");
+        }
+        assert_eq!(Escaped("/a b\n").to_string(), "/a\\x20b\\x0A");
+    }
+
+    /// A writer that records each write it gets.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_wait_for_a_flush_or_a_full_buffer_and_none_is_lost() {
+        let sink = Sink::default();
+        let log = AccessLog::new(sink.clone(), true);
+        log.record(&entry("GET", "/gettime"));
+        log.record(&entry("GET", "/"));
+        assert!(sink.0.lock().unwrap().is_empty(), "buffered, not written");
+        log.flush();
+        assert_eq!(sink.0.lock().unwrap().len(), 1, "two lines, one write");
+        log.flush();
+        assert_eq!(sink.0.lock().unwrap().len(), 1, "nothing to write");
+
+        // Enough lines to fill the buffer: written without waiting for a flush.
+        let per_line = line(&entry("GET", "/gettime")).len();
+        let fill = BUFFER_BYTES / per_line + 1;
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..fill {
+                        log.record(&entry("GET", "/gettime"));
+                    }
+                });
+            }
+        });
+        assert!(
+            sink.0.lock().unwrap().len() >= 2,
+            "a full buffer is written at once"
+        );
+        log.flush();
+        let all: Vec<u8> = sink.0.lock().unwrap().concat();
+        let text = String::from_utf8(all).unwrap();
+        assert_eq!(text.lines().count(), 2 + 4 * fill, "every line, whole");
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with(PREFIX) && l.ends_with("sampled=true"))
+        );
+    }
+
+    #[test]
+    fn a_disabled_log_writes_nothing() {
+        let sink = Sink::default();
+        let log = AccessLog::new(sink.clone(), false);
+        log.record(&entry("GET", "/"));
+        log.flush();
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+}
