@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -50,8 +50,10 @@ const MAX_PARKED: usize = 16;
 const PARK_WITHIN: Duration = Duration::from_secs(1);
 /// Descriptors a connection costs: tiny_http clones the stream for reading and writing.
 const FDS_PER_CONNECTION: u64 = 2;
-/// Descriptors kept for everything else (listener, span socket, /chain calls, the scan).
-const RESERVED_FDS: u64 = 64;
+/// Descriptors kept for everything else: the listener and its duplicates, the span socket,
+/// /chain calls, the scan, and our parked and wake-up connections (three each, ours and
+/// tiny_http's two; usually 5 parked).
+const RESERVED_FDS: u64 = 96;
 /// `tcpi_state` values (linux/include/net/tcp_states.h; not in the libc crate for Linux).
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSE_WAIT: u8 = 8;
@@ -174,9 +176,9 @@ pub struct Stats {
     pub stranded: AtomicU64,
     /// Requests never released to tiny_http (see `server`): each holds a thread and two
     /// descriptors for the life of the process.
-    pub parked: AtomicU64,
+    pub kept: AtomicU64,
     /// Connections closed but held by a tiny_http thread that will never release them (one
-    /// deadlocked on an HTTP/2.0 request line, a parked request), at the last look.
+    /// deadlocked on an HTTP/2.0 request line, a kept request), at the last look.
     pub stuck: AtomicU64,
     /// Whether so many are stuck that only a restart gives their threads and descriptors
     /// back.
@@ -252,7 +254,10 @@ fn raise_fd_limit() -> io::Result<u64> {
 fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result<()> {
     scan(listening)?;
     let own = own_address(listening);
-    let parked = park(listening, own)?;
+    let parked = park(listening, own).unwrap_or_else(|e| {
+        log::warn!("cannot park tiny_http's idle threads: {e}");
+        Vec::new()
+    });
     let started = Instant::now();
     std::thread::Builder::new()
         .name("connections".into())
@@ -267,9 +272,12 @@ fn spawn(listening: SocketAddr, limits: Limits, stats: Arc<Stats>) -> io::Result
                 std::thread::sleep(if warming { WARM_UP_LOOK } else { TICK });
                 match scan(listening) {
                     Ok(mut found) => {
-                        found.open.retain(|c| !parked_peers.contains(&c.peer));
+                        found
+                            .open
+                            .retain(|c| !parked_peers.contains(&c.peer) && !wake.made(c.peer));
                         enforce(&found.open, &limits, &stats);
-                        wake.stranded(&found.open, &stats);
+                        // Threads holding closed connections for good serve no other.
+                        wake.stranded(&found.open, found.lingering.len(), &stats);
                         // Longer than any request may take (a /chain call included).
                         let stuck = lingering.update(
                             &found.lingering,
@@ -371,8 +379,16 @@ impl Wake {
         }
     }
 
-    /// Wakes the pool once for each stranded connection of `conns` not already woken.
-    fn stranded(&mut self, conns: &[Conn], stats: &Stats) {
+    /// Whether `peer` is one of our wake-up connections.
+    fn made(&self, peer: SocketAddr) -> bool {
+        self.pending
+            .iter()
+            .any(|(s, _)| s.local_addr().is_ok_and(|a| a == peer))
+    }
+
+    /// Wakes the pool once for each stranded connection of `conns` not already woken;
+    /// `held` pool threads hold closed connections for good.
+    fn stranded(&mut self, conns: &[Conn], held: usize, stats: &Stats) {
         let observed: Vec<(SocketAddr, Observed)> =
             conns.iter().map(|c| (c.peer, c.observed)).collect();
         let unread_before = std::mem::take(&mut self.unread);
@@ -390,7 +406,7 @@ impl Wake {
             Ok(threads) => stranded(
                 &observed,
                 &unread_before,
-                threads.saturating_sub(self.parked),
+                threads.saturating_sub(self.parked + held),
             ),
             Err(e) => {
                 log::warn!("cannot count tiny_http's threads: {e}");
@@ -643,15 +659,6 @@ fn kernel_tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     (got == 0).then_some(info)
 }
 
-/// Connections the kernel has set up on a listening socket that nobody has accepted yet.
-/// tiny_http's accept loop takes each at once; a queue that stays full means it has died
-/// (it panics when the descriptor for its second handle of a connection cannot be had).
-pub fn accept_queue(listener: &TcpListener) -> Option<u32> {
-    let info = kernel_tcp_info(listener.as_raw_fd())?;
-    // For a listening socket, Linux reports the accept queue's length as `tcpi_unacked`.
-    (info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
-}
-
 fn observe(fd: RawFd, info: &libc::tcp_info) -> Option<Observed> {
     let mut queued: libc::c_int = 0;
     // SAFETY: FIONREAD writes the receive queue's length into the int we own.
@@ -791,7 +798,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unclaimed_connection_is_never_closed_and_closes_no_other() {
+    fn an_unclaimed_connection_is_never_closed_and_closes_no_other_below_the_limit() {
         let limits = Limits {
             max_connections: 100,
             ..LIMITS
@@ -902,17 +909,6 @@ mod tests {
             ..LIMITS
         };
         assert_eq!(stuck_limit(&many), 128);
-    }
-
-    #[test]
-    fn accept_queue_counts_connections_not_yet_accepted() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        assert_eq!(accept_queue(&listener), Some(0));
-        let _clients: Vec<_> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        assert_eq!(accept_queue(&listener), Some(3));
-        drop(listener.accept().unwrap());
-        assert_eq!(accept_queue(&listener), Some(2));
     }
 
     /// The kernel facts `verdicts` relies on, on real loopback sockets: a new connection

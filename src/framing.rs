@@ -31,16 +31,10 @@ pub struct Verdict {
     /// Close the connection after the answer: the rest of what the client sent cannot be
     /// told apart from a next request.
     pub close: bool,
-    /// The declared body length, when one was declared and valid.
-    pub content_length: Option<u64>,
-}
-
-fn refuse(status: u16, reason: &'static str, close: bool) -> Verdict {
-    Verdict {
-        refusal: Some(Refusal { status, reason }),
-        close,
-        content_length: None,
-    }
+    /// The body tiny_http left in the socket, as it reads the head (`tiny_http_drain`): it
+    /// drains that many bytes, into one buffer of the whole length, when the request is
+    /// dropped.
+    pub drain: Option<u64>,
 }
 
 /// The header fields `judge` reads, gathered in one pass.
@@ -55,7 +49,10 @@ struct Fields<'a> {
     encodings: usize,
     /// The last `Transfer-Encoding` line.
     codings: Option<&'a str>,
-    expects_continue: bool,
+    /// The first line of each, which is all tiny_http reads.
+    first_length: Option<&'a str>,
+    first_expect: Option<&'a str>,
+    first_connection: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -71,6 +68,7 @@ impl<'a> Fields<'a> {
                 f.hosts_valid &= valid_host(value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 f.lengths += 1;
+                f.first_length.get_or_insert(value);
                 match (parse_length(value), f.length) {
                     (Some(n), None) if f.lengths_valid => f.length = Some(n),
                     (Some(n), Some(first)) if n == first => {}
@@ -80,10 +78,53 @@ impl<'a> Fields<'a> {
                 f.encodings += 1;
                 f.codings = Some(value);
             } else if name.eq_ignore_ascii_case("expect") {
-                f.expects_continue = value.trim().eq_ignore_ascii_case("100-continue");
+                f.first_expect.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("connection") {
+                f.first_connection.get_or_insert(value);
             }
         }
         f
+    }
+
+    /// The body tiny_http leaves unread, read as tiny_http reads the head: the first
+    /// `Content-Length` as a `usize` (a `+` allowed), ignored under any `Transfer-Encoding`
+    /// or `Connection: upgrade`; unread when longer than `BUFFERED_BODY`, or behind the
+    /// first `Expect: 100-continue`. Our own reading can differ (and refuse the head): what
+    /// tiny_http will drain is what decides whether dropping the request is safe.
+    fn tiny_http_drain(&self) -> Option<u64> {
+        let upgrade = self
+            .first_connection
+            .is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"));
+        if self.encodings > 0 || upgrade {
+            return None;
+        }
+        let n = self.first_length?.parse::<usize>().ok()? as u64;
+        let expects = self
+            .first_expect
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+        (n > 0 && (n > BUFFERED_BODY || expects)).then_some(n)
+    }
+
+    /// RFC 9112's reading: a refusal, and whether the connection must close after it.
+    fn refusal(&self, http11: bool) -> Option<(Refusal, bool)> {
+        let refuse = |status, reason, close| Some((Refusal { status, reason }, close));
+        if self.encodings > 0 {
+            if self.lengths > 0 {
+                return refuse(400, "both Transfer-Encoding and Content-Length", true);
+            }
+            // tiny_http decodes chunked whatever the codings say, and reads one line of
+            // them: more than one could hide a coding.
+            if self.encodings > 1 || !self.codings.is_some_and(ends_in_chunked) {
+                return refuse(400, "Transfer-Encoding other than chunked", true);
+            }
+        }
+        if !self.lengths_valid {
+            return refuse(400, "invalid or conflicting Content-Length", true);
+        }
+        if self.length.is_some_and(|n| n > BUFFERED_BODY) {
+            return refuse(413, "request body too large", true);
+        }
+        refuse(400, self.host_refusal(http11)?, false)
     }
 
     /// Why the `Host` lines are refused (RFC 9112 §3.2), if they are.
@@ -103,32 +144,13 @@ impl<'a> Fields<'a> {
 /// Judges a request head: its HTTP minor version (1.0 or 1.1) and its header fields.
 pub fn judge<'a>(http11: bool, headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Verdict {
     let f = Fields::gather(headers);
-    if f.encodings > 0 {
-        if f.lengths > 0 {
-            return refuse(400, "both Transfer-Encoding and Content-Length", true);
-        }
-        // tiny_http reads only the last field line; more than one could hide a coding.
-        if f.encodings > 1 || !f.codings.is_some_and(ends_in_chunked) {
-            return refuse(400, "Transfer-Encoding other than chunked", true);
-        }
-    }
-    if !f.lengths_valid {
-        return refuse(400, "invalid or conflicting Content-Length", true);
-    }
-    if f.length.is_some_and(|n| n > BUFFERED_BODY) {
-        return Verdict {
-            content_length: f.length,
-            ..refuse(413, "request body too large", true)
-        };
-    }
+    let refusal = f.refusal(http11);
+    let drain = f.tiny_http_drain();
     Verdict {
-        refusal: f.host_refusal(http11).map(|reason| Refusal {
-            status: 400,
-            reason,
-        }),
-        // A chunked body, or one behind `Expect: 100-continue`, is still in the socket.
-        close: f.encodings > 0 || (f.expects_continue && f.length.is_some_and(|n| n > 0)),
-        content_length: f.length,
+        refusal: refusal.map(|(r, _)| r),
+        // A chunked body, or one tiny_http will drain, is still in the socket.
+        close: refusal.is_some_and(|(_, close)| close) || f.encodings > 0 || drain.is_some(),
+        drain,
     }
 }
 
@@ -180,17 +202,24 @@ mod tests {
 
     const HOST: (&str, &str) = ("Host", "example");
 
-    fn serve(close: bool, content_length: Option<u64>) -> Verdict {
+    fn serve(close: bool, drain: Option<u64>) -> Verdict {
         Verdict {
             refusal: None,
             close,
-            content_length,
+            drain,
         }
     }
 
-    fn refused(status: u16, reason: &'static str, close: bool) -> Verdict {
-        refuse(status, reason, close)
+    fn refused(status: u16, reason: &'static str, close: bool, drain: Option<u64>) -> Verdict {
+        Verdict {
+            refusal: Some(Refusal { status, reason }),
+            close,
+            drain,
+        }
     }
+
+    const BAD_LENGTH: &str = "invalid or conflicting Content-Length";
+    const NOT_CHUNKED: &str = "Transfer-Encoding other than chunked";
 
     #[test]
     fn heads_are_judged_as_rfc_9112_reads_them() {
@@ -202,19 +231,19 @@ mod tests {
                 "HTTP/1.1 without Host",
                 true,
                 &[],
-                refused(400, "no Host", false),
+                refused(400, "no Host", false, None),
             ),
             (
                 "two Hosts",
                 true,
                 &[HOST, ("host", "other")],
-                refused(400, "more than one Host", false),
+                refused(400, "more than one Host", false, None),
             ),
             (
                 "a Host with a space",
                 true,
                 &[("Host", "a b")],
-                refused(400, "invalid Host", false),
+                refused(400, "invalid Host", false, None),
             ),
             (
                 "an IPv6 Host with a port",
@@ -226,73 +255,83 @@ mod tests {
                 "an empty body",
                 true,
                 &[HOST, ("Content-Length", "0")],
-                serve(false, Some(0)),
+                serve(false, None),
             ),
             (
                 "a body tiny_http has read",
                 true,
                 &[HOST, ("content-length", "1024")],
-                serve(false, Some(1024)),
+                serve(false, None),
             ),
             (
                 "a body past what tiny_http reads",
                 true,
                 &[HOST, ("Content-Length", "1025")],
-                Verdict {
-                    content_length: Some(1025),
-                    ..refused(413, "request body too large", true)
-                },
+                refused(413, "request body too large", true, Some(1025)),
             ),
             (
                 "100 GB",
                 true,
                 &[HOST, ("Content-Length", "100000000000")],
-                Verdict {
-                    content_length: Some(100_000_000_000),
-                    ..refused(413, "request body too large", true)
-                },
+                refused(413, "request body too large", true, Some(100_000_000_000)),
             ),
             (
-                "past u64",
+                "past u64 (tiny_http: no body)",
                 true,
                 &[HOST, ("Content-Length", "99999999999999999999")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
-                "a sign",
+                "a sign (tiny_http reads it)",
                 true,
                 &[HOST, ("Content-Length", "+5")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
+            ),
+            (
+                "a sign on a huge length: tiny_http would drain 10^15 bytes",
+                true,
+                &[HOST, ("Content-Length", "+1000000000000000")],
+                refused(400, BAD_LENGTH, true, Some(1_000_000_000_000_000)),
+            ),
+            (
+                "a huge first length, a small second: tiny_http reads the first",
+                true,
+                &[
+                    HOST,
+                    ("Content-Length", "1000000000000000"),
+                    ("Content-Length", "1"),
+                ],
+                refused(400, BAD_LENGTH, true, Some(1_000_000_000_000_000)),
             ),
             (
                 "not a number",
                 true,
                 &[HOST, ("Content-Length", "five")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
                 "empty",
                 true,
                 &[HOST, ("Content-Length", "")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
                 "a list in one line (tiny_http reads it as no body)",
                 true,
                 &[HOST, ("Content-Length", "5, 5")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
                 "two that differ",
                 true,
                 &[HOST, ("Content-Length", "5"), ("Content-Length", "6")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
                 "two that agree",
                 true,
-                &[HOST, ("Content-Length", "5"), ("Content-Length", " 5 ")],
-                serve(false, Some(5)),
+                &[HOST, ("Content-Length", "5"), ("Content-Length", "5")],
+                serve(false, None),
             ),
             (
                 "chunked: served, the unread body closes the connection",
@@ -310,13 +349,13 @@ mod tests {
                 "xchunked",
                 true,
                 &[HOST, ("Transfer-Encoding", "xchunked")],
-                refused(400, "Transfer-Encoding other than chunked", true),
+                refused(400, NOT_CHUNKED, true, None),
             ),
             (
                 "chunked then gzip",
                 true,
                 &[HOST, ("Transfer-Encoding", "chunked, gzip")],
-                refused(400, "Transfer-Encoding other than chunked", true),
+                refused(400, NOT_CHUNKED, true, None),
             ),
             (
                 "two Transfer-Encoding lines",
@@ -326,17 +365,17 @@ mod tests {
                     ("Transfer-Encoding", "gzip"),
                     ("Transfer-Encoding", "chunked"),
                 ],
-                refused(400, "Transfer-Encoding other than chunked", true),
+                refused(400, NOT_CHUNKED, true, None),
             ),
             (
-                "Transfer-Encoding and Content-Length",
+                "Transfer-Encoding and Content-Length (tiny_http ignores the length)",
                 true,
                 &[
                     HOST,
                     ("Transfer-Encoding", "chunked"),
-                    ("Content-Length", "5"),
+                    ("Content-Length", "5000"),
                 ],
-                refused(400, "both Transfer-Encoding and Content-Length", true),
+                refused(400, "both Transfer-Encoding and Content-Length", true, None),
             ),
             (
                 "100-continue: tiny_http leaves even a small body unread",
@@ -345,29 +384,39 @@ mod tests {
                 serve(true, Some(10)),
             ),
             (
+                "100-continue then another Expect: tiny_http reads the first",
+                true,
+                &[
+                    HOST,
+                    ("Expect", "100-continue"),
+                    ("Expect", "x"),
+                    ("Content-Length", "10"),
+                ],
+                serve(true, Some(10)),
+            ),
+            (
                 "100-continue with no body",
                 true,
                 &[HOST, ("Expect", "100-Continue"), ("Content-Length", "0")],
-                serve(false, Some(0)),
+                serve(false, None),
+            ),
+            (
+                "Connection: upgrade: tiny_http gives the whole stream, drains nothing",
+                true,
+                &[HOST, ("Connection", "Upgrade"), ("Content-Length", "5000")],
+                refused(413, "request body too large", true, None),
             ),
             (
                 "framing is judged before Host",
                 true,
                 &[("Content-Length", "x")],
-                refused(400, "invalid or conflicting Content-Length", true),
+                refused(400, BAD_LENGTH, true, None),
             ),
             (
                 "no Host and a chunked body: refused and closed",
                 true,
                 &[("Transfer-Encoding", "chunked")],
-                Verdict {
-                    refusal: Some(Refusal {
-                        status: 400,
-                        reason: "no Host",
-                    }),
-                    close: true,
-                    content_length: None,
-                },
+                refused(400, "no Host", true, None),
             ),
         ];
         for (name, http11, headers, want) in cases {

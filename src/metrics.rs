@@ -156,13 +156,13 @@ fn write_connections(out: &mut String, conns: &connections::Stats) -> std::fmt::
     }
     writeln!(
         out,
-        "# HELP myhelloworld_http_connections_stuck Closed connections a tiny_http thread holds for good (an HTTP/2.0 request line deadlocks it; parked requests); past a quarter of HTTP_MAX_CONNECTIONS, /healthz answers 503.\n# TYPE myhelloworld_http_connections_stuck gauge\nmyhelloworld_http_connections_stuck {}",
+        "# HELP myhelloworld_http_connections_stuck Closed connections a tiny_http thread holds for good (an HTTP/2.0 request line deadlocks it; kept requests); past a quarter of HTTP_MAX_CONNECTIONS, /healthz answers 503.\n# TYPE myhelloworld_http_connections_stuck gauge\nmyhelloworld_http_connections_stuck {}",
         conns.stuck.load(Relaxed)
     )?;
     writeln!(
         out,
-        "# HELP myhelloworld_http_requests_parked_total Requests declaring a body too long for tiny_http to drain safely: answered 413, their connection closed, the request kept (a thread and two descriptors each).\n# TYPE myhelloworld_http_requests_parked_total counter\nmyhelloworld_http_requests_parked_total {}",
-        conns.parked.load(Relaxed)
+        "# HELP myhelloworld_http_requests_kept_total Requests declaring a body too long for tiny_http to drain safely: answered 413, their connection closed, the request kept (a thread and two descriptors each).\n# TYPE myhelloworld_http_requests_kept_total counter\nmyhelloworld_http_requests_kept_total {}",
+        conns.kept.load(Relaxed)
     )?;
     writeln!(
         out,

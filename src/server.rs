@@ -1,5 +1,5 @@
-//! The HTTP server: a pool of worker threads taking requests from one blocking tiny_http
-//! server, the per-request path (trace context in → span → handler → response → access
+//! The HTTP server: a pool of worker threads taking requests from a blocking tiny_http
+//! server (a new one when its accept loop dies), the per-request path (trace context in → span → handler → response → access
 //! log), and the graceful stop on SIGTERM/SIGINT.
 
 use crate::access_log::{self, Entry, Escaped};
@@ -47,8 +47,9 @@ const DRAINABLE: u64 = 1 << 30;
 pub enum Stop {
     /// A termination signal: drained cleanly, exit 0.
     Signal(&'static str),
-    /// tiny_http's accept loop failed (e.g. out of file descriptors) and no request can
-    /// arrive any more: exit non-zero so that the orchestrator restarts us.
+    /// Serving cannot go on (a worker or the signal thread could not start, the event
+    /// channel closed): exit non-zero so that the orchestrator restarts us. A failed accept
+    /// loop is not this: a new tiny_http server takes over.
     Failed(String),
 }
 
@@ -77,6 +78,9 @@ enum Event {
     /// tiny_http's accept loop ended (it does on the first accept error, such as running out
     /// of descriptors): serve its connections on, and accept on a new server.
     AcceptFailed(String),
+    /// tiny_http's accept loop panicked (it unwraps the clone of a connection's socket,
+    /// which fails when descriptors run out): seen by our panic hook.
+    AcceptPanicked(String),
     Failed(String),
 }
 
@@ -100,11 +104,11 @@ pub fn run(
     if let Err(e) = spawn_signal_thread(signals, tx.clone()) {
         return Stop::Failed(format!("cannot start the signal thread: {e}"));
     }
+    watch_accept_panics(tx.clone());
     let stopping = AtomicBool::new(false);
     let mut first = Some(first);
     let stop = std::thread::scope(|scope| {
         let mut servers: Vec<Arc<Server>> = Vec::new();
-        let mut stalled = false;
         let stop = loop {
             if servers
                 .last()
@@ -126,7 +130,7 @@ pub fn run(
                     Err(e) => log::warn!("cannot accept connections again yet: {e}"),
                 }
             }
-            if let Some(stop) = next_event(&rx, &listener, servers.last(), &mut stalled) {
+            if let Some(stop) = next_event(&rx, servers.last()) {
                 break stop;
             }
         };
@@ -170,16 +174,10 @@ fn spawn_signal_thread(signals: Signals, events: Sender<Event>) -> std::io::Resu
         .map(drop)
 }
 
-/// Waits up to `ACCEPT_CHECK` for an event; returns the stop it calls for, if any. When
-/// none comes, checks that `current`'s accept loop still takes connections: a queue left
-/// full over two looks means it died without a word (`stalled` carries the last look).
-fn next_event(
-    events: &Receiver<Event>,
-    listener: &TcpListener,
-    current: Option<&Arc<Server>>,
-    stalled: &mut bool,
-) -> Option<Stop> {
-    match events.recv_timeout(ACCEPT_CHECK) {
+/// Takes the next event, waiting at most `RETRY` (a server may have to be started again);
+/// returns the stop it calls for, if any.
+fn next_event(events: &Receiver<Event>, current: Option<&Arc<Server>>) -> Option<Stop> {
+    match events.recv_timeout(RETRY) {
         Ok(Event::Signal(name)) => {
             log::info!("{name} received: refusing new connections, finishing queued requests");
             Some(Stop::Signal(name))
@@ -194,26 +192,38 @@ fn next_event(
             );
             None
         }
-        Err(RecvTimeoutError::Timeout) => {
-            let waiting = connections::accept_queue(listener).is_some_and(|n| n > 0);
-            if waiting
-                && *stalled
-                && let Some(server) = current
-            {
-                log::warn!(
-                    "tiny_http's accept loop stopped taking connections: accepting on a new server"
-                );
+        Ok(Event::AcceptPanicked(why)) => {
+            log::warn!("tiny_http's accept loop panicked ({why}): accepting on a new server");
+            if let Some(server) = current {
                 server.stop_accepting(server.workers);
             }
-            *stalled = waiting;
             None
         }
+        Err(RecvTimeoutError::Timeout) => None,
         Err(RecvTimeoutError::Disconnected) => Some(Stop::Failed("the stop channel closed".into())),
     }
 }
 
-/// How often the accept loop is checked for life.
-const ACCEPT_CHECK: Duration = Duration::from_millis(500);
+/// How often the supervisor looks whether a server must be started (none accepts, or out of
+/// descriptors at the last try).
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Reports a panic of tiny_http's accept loop as `Event::AcceptPanicked`: its
+/// `RefinedTcpStream::new` unwraps `try_clone`, and that thread is the only caller. Other
+/// panics go to the hook that was there.
+fn watch_accept_panics(events: Sender<Event>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let accept_loop = info
+            .location()
+            .is_some_and(|l| l.file().ends_with("refined_tcp_stream.rs"));
+        if accept_loop {
+            let _ = events.send(Event::AcceptPanicked(info.to_string()));
+        } else {
+            previous(info);
+        }
+    }));
+}
 
 /// One tiny_http server on a duplicate of the listening socket, served by its own workers.
 struct Server {
@@ -226,12 +236,15 @@ struct Server {
 impl Server {
     /// Marks the accept loop dead and unblocks `waiting` workers, which from then on wait
     /// with a timeout and retire when the server's connections have gone quiet.
-    fn stop_accepting(&self, waiting: usize) {
-        if self.accepting.swap(false, Ordering::SeqCst) {
+    /// Returns whether it was still marked accepting.
+    fn stop_accepting(&self, waiting: usize) -> bool {
+        let was = self.accepting.swap(false, Ordering::SeqCst);
+        if was {
             for _ in 0..waiting {
                 self.http.unblock();
             }
         }
+        was
     }
 }
 
@@ -280,29 +293,39 @@ fn work(
     events: &Sender<Event>,
     retire_after: Duration,
 ) {
+    // Since the last request, or since the accept loop ended, whichever is later.
+    let mut quiet_since = Instant::now();
+    let mut retiring = false;
     loop {
         let next = if server.accepting.load(Ordering::SeqCst) {
             server.http.recv().map(Some)
         } else {
+            if !retiring {
+                (retiring, quiet_since) = (true, Instant::now());
+            }
             server.http.recv_timeout(retire_after)
         };
         match next {
             Ok(Some(request)) => {
+                quiet_since = Instant::now();
                 // A panic must not take the worker with it: tiny_http answers the dropped
                 // request with a 500, and the worker goes on.
                 if catch_unwind(AssertUnwindSafe(|| service.serve(request))).is_err() {
                     log::error!("a request handler panicked; answered 500");
                 }
             }
-            // Unblocked at shutdown, or retired.
-            Ok(None) => return,
+            // Unblocked at shutdown, or quiet long enough: retired. (An unblock marker of
+            // `stop_accepting` also ends a wait with a timeout: it is not a reason to go.)
+            Ok(None) if stopping.load(Ordering::SeqCst) => return,
+            Ok(None) if quiet_since.elapsed() >= retire_after => return,
+            Ok(None) => {}
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             // The accept loop's error comes once, to one worker (an unblock marker, after
             // `stop_accepting`, to each of the others).
             Err(e) => {
-                if server.accepting.load(Ordering::SeqCst) {
+                // Marked before it is told, so that the supervisor starts the next server.
+                if server.stop_accepting(server.workers - 1) {
                     let _ = events.send(Event::AcceptFailed(e.to_string()));
-                    server.stop_accepting(server.workers - 1);
                 }
             }
         }
@@ -435,7 +458,7 @@ impl Service {
             .remote_addr()
             .and_then(|&peer| connections::find(self.listening, peer));
         let head_only = *request.method() == Method::Head;
-        if verdict.content_length.is_some_and(|n| n > DRAINABLE) {
+        if verdict.drain.is_some_and(|n| n > DRAINABLE) {
             // Releasing this request would make tiny_http allocate the declared length at
             // once, which can abort the process: it is kept, and answered on our own
             // duplicate of the socket. (A reply to an earlier request pipelined on the same
@@ -451,10 +474,10 @@ impl Service {
                 }
                 let _ = socket.shutdown(Shutdown::Both);
             }
-            self.conn_stats.parked.fetch_add(1, Ordering::Relaxed);
+            self.conn_stats.kept.fetch_add(1, Ordering::Relaxed);
             log::warn!(
                 "kept a request declaring a {} byte body for the life of the process (a thread and two descriptors): tiny_http would allocate it all to drain it",
-                verdict.content_length.unwrap_or_default()
+                verdict.drain.unwrap_or_default()
             );
             std::mem::forget(request);
             return;
@@ -654,7 +677,9 @@ fn judge(request: &Request, method: &Method, path: &str) -> Judged {
     };
     if let Some(r) = refusal {
         log::warn!(
-            "refused {method} {path:?} from {:?}: {} {}{}",
+            "refused {} {} from {:?}: {} {}{}",
+            Escaped(method.as_str()),
+            Escaped(path),
             request.remote_addr(),
             r.status,
             r.reason,

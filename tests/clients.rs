@@ -356,6 +356,23 @@ fn bodies_and_framing_tiny_http_mishandles_are_refused_and_the_connection_closed
             &[413],
         ),
         (
+            "a signed 10^15 (ours: invalid; tiny_http's: 10^15 to drain)",
+            "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1000000000000000\r\n\r\n".into(),
+            &[400],
+        ),
+        (
+            "10^15 then 1 (tiny_http reads the first)",
+            "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\nContent-Length: 1\r\n\r\n"
+                .into(),
+            &[400],
+        ),
+        (
+            "100-continue then another Expect (tiny_http reads the first), body never sent",
+            "GET /gettime HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: x\r\nContent-Length: 10\r\n\r\n"
+                .into(),
+            &[200],
+        ),
+        (
             "a body past 1 KiB, then a request inside it",
             format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{smuggled}"),
             &[413],
@@ -411,9 +428,9 @@ fn bodies_and_framing_tiny_http_mishandles_are_refused_and_the_connection_closed
         );
     }
     assert_eq!(
-        svc.metric("myhelloworld_http_requests_parked_total"),
-        Some(2.0),
-        "the 100 GB and u64::MAX bodies are past what tiny_http may drain"
+        svc.metric("myhelloworld_http_requests_kept_total"),
+        Some(4.0),
+        "the 100 GB, u64::MAX, +10^15 and 10^15-then-1 bodies are past what tiny_http may drain"
     );
     // HTTP/1.1 Host rules, and the absolute form a server must accept.
     let one = |head: &str| {
@@ -492,7 +509,7 @@ fn a_huge_declared_body_costs_no_memory() {
     let grown = svc.proc_status("VmRSS").saturating_sub(before);
     assert!(grown < 8 * 1024, "VmRSS grew {grown} kB");
     assert_eq!(
-        svc.metric("myhelloworld_http_requests_parked_total"),
+        svc.metric("myhelloworld_http_requests_kept_total"),
         Some(0.0)
     );
 }
