@@ -354,24 +354,29 @@ struct Seen {
     refused: bool,
 }
 
+/// The service with one worker and `/chain` calling a downstream that answers after 800 ms;
+/// the receiver says when a call arrived there.
+fn one_worker_with_a_slow_chain(
+    agent: &Agent,
+    env: &[(&str, &str)],
+) -> (Service, mpsc::Receiver<()>) {
+    let (downstream, arrived) = slow_downstream(Duration::from_millis(800));
+    let url = format!("http://{downstream}/slow");
+    let mut all = vec![("DOWNSTREAM_URL", url.as_str()), ("WORKERS", "1")];
+    all.extend_from_slice(env);
+    (Service::start(agent.port(), &all), arrived)
+}
+
 /// Catches: a shutdown that cuts responses short or answers 500 (tiny_http answers a
 /// dropped request with 500), a request in a worker abandoned at SIGTERM, spans finished but
 /// not flushed before exit, a hang or a non-zero exit status, a listener left open.
 #[test]
 fn sigterm_under_load_finishes_in_flight_requests_and_flushes_spans() {
     let agent = Agent::new();
-    let (downstream, arrived) = slow_downstream(Duration::from_millis(800));
-    let url = format!("http://{downstream}/slow");
-    let service = Service::start(
-        agent.port(),
-        &[
-            ("DOWNSTREAM_URL", url.as_str()),
-            // One worker: while /chain holds it, every client's next request waits in
-            // tiny_http's queue, and SIGTERM finds requests queued, not only one in a worker.
-            ("WORKERS", "1"),
-            ("RUST_LOG", "info,access=warn"),
-        ],
-    );
+    // One worker: while /chain holds it, every client's next request waits in tiny_http's
+    // queue, and SIGTERM finds requests queued, not only one in a worker.
+    let (service, arrived) =
+        one_worker_with_a_slow_chain(&agent, &[("RUST_LOG", "info,access=warn")]);
     let addr = service.addr;
     let stopping = Arc::new(AtomicBool::new(false));
     let total_ok = Arc::new(AtomicU64::new(0));
@@ -571,12 +576,7 @@ fn a_flood_past_the_descriptor_limit_is_shed_and_the_service_serves_again() {
 #[test]
 fn shutdown_refuses_new_connections_and_a_double_sigterm_still_drains() {
     let agent = Agent::new();
-    let (downstream, arrived) = slow_downstream(Duration::from_millis(800));
-    let url = format!("http://{downstream}/slow");
-    let service = Service::start(
-        agent.port(),
-        &[("DOWNSTREAM_URL", url.as_str()), ("WORKERS", "1")],
-    );
+    let (service, arrived) = one_worker_with_a_slow_chain(&agent, &[]);
     let addr = service.addr;
     let chain = std::thread::spawn(move || {
         let mut conn = KeepAlive::connect(addr).expect("connect");
