@@ -367,6 +367,22 @@ fn one_worker_with_a_slow_chain(
     (Service::start(agent.port(), &all), arrived)
 }
 
+/// A `/chain` request, once the downstream has it (the one worker is then held 800 ms); its
+/// outcome when joined.
+fn hold_the_worker(
+    addr: SocketAddr,
+    arrived: &mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<Outcome> {
+    let chain = std::thread::spawn(move || {
+        let mut conn = KeepAlive::connect(addr).expect("connect");
+        conn.get("/chain", "")
+    });
+    arrived
+        .recv_timeout(WAIT)
+        .expect("the /chain call reached the downstream");
+    chain
+}
+
 /// Catches: a shutdown that cuts responses short or answers 500 (tiny_http answers a
 /// dropped request with 500), a request in a worker abandoned at SIGTERM, spans finished but
 /// not flushed before exit, a hang or a non-zero exit status, a listener left open.
@@ -445,13 +461,7 @@ fn sigterm_under_load_finishes_in_flight_requests_and_flushes_spans() {
     while total_ok.load(Ordering::Relaxed) < 3000 && Instant::now() < warm {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let chain = std::thread::spawn(move || {
-        let mut conn = KeepAlive::connect(addr).expect("connect");
-        conn.get("/chain", "")
-    });
-    arrived
-        .recv_timeout(WAIT)
-        .expect("the /chain call reached the downstream");
+    let chain = hold_the_worker(addr, &arrived);
     // The worker is held for 800ms: give each client's next request time to be read and
     // queued (microseconds, normally), then no answer can arrive before SIGTERM.
     std::thread::sleep(Duration::from_millis(200));
@@ -578,13 +588,7 @@ fn shutdown_refuses_new_connections_and_a_double_sigterm_still_drains() {
     let agent = Agent::new();
     let (service, arrived) = one_worker_with_a_slow_chain(&agent, &[]);
     let addr = service.addr;
-    let chain = std::thread::spawn(move || {
-        let mut conn = KeepAlive::connect(addr).expect("connect");
-        conn.get("/chain", "")
-    });
-    arrived
-        .recv_timeout(WAIT)
-        .expect("the /chain call reached the downstream");
+    let chain = hold_the_worker(addr, &arrived);
     let pid = service.pid() as libc::pid_t;
     for _ in 0..2 {
         // SAFETY: kill with a pid we started and a standard signal.
