@@ -5,6 +5,9 @@
 //! passes 64 KiB, every second, and at shutdown (`flush`), so a line is never lost on
 //! SIGTERM and reaches the log at most a second late.
 //!
+//! The handlers' own line per request ("Received getTime request", as the Go original logs)
+//! goes into the same buffer (`Logger`): written one by one, it was a system call per request.
+//!
 //! The request's method and path come from the client: every byte that could forge or
 //! break a line (control bytes such as CR, LF and NUL, DEL, space, `"`, `\`, and anything
 //! outside ASCII) is written as `\xHH`, so one request is always one unambiguous line.
@@ -108,15 +111,19 @@ impl<W: Write> AccessLog<W> {
 
     /// Buffers the line for `e`; writes the buffer if it is full.
     pub fn record(&self, e: &Entry) {
-        if !self.enabled {
-            return;
+        if self.enabled {
+            self.append(|line| format_line(line, e));
         }
+    }
+
+    /// Buffers the line `format` writes; writes the buffer if it is full.
+    fn append(&self, format: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
         }
         let full = LINE.with_borrow_mut(|line| {
             line.clear();
-            format_line(line, e);
+            format(line);
             let mut pending = lock(&self.pending);
             pending.extend_from_slice(line);
             pending.len() >= BUFFER_BYTES
@@ -149,28 +156,78 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+static STDERR: OnceLock<AccessLog<io::Stderr>> = OnceLock::new();
+
 /// The service's access log, to stderr; enabled when the log filter lets `access` info
 /// lines through (`RUST_LOG=info,access=warn` turns it off). The first call, after the
 /// logger is set up, starts the thread that flushes it every second.
 pub fn stderr() -> &'static AccessLog<io::Stderr> {
-    static LOG: OnceLock<AccessLog<io::Stderr>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let enabled = log::log_enabled!(target: "access", log::Level::Info);
-        if enabled {
-            let spawned = std::thread::Builder::new()
-                .name("access-log".into())
-                .spawn(|| {
-                    loop {
-                        std::thread::sleep(FLUSH_EVERY);
-                        stderr().flush();
-                    }
-                });
-            if let Err(e) = spawned {
-                log::warn!("cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown");
-            }
+    STDERR.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    stderr().flush();
+                }
+            });
+        if let Err(e) = spawned {
+            // Not logged: the logger may be what is starting this.
+            eprintln!("cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown");
         }
-        AccessLog::new(io::stderr(), enabled)
+        AccessLog::new(
+            io::stderr(),
+            log::log_enabled!(target: "access", log::Level::Info),
+        )
     })
+}
+
+/// The process's logger: env_logger's filter and format, except that the handlers' lines
+/// at info and below (one per request) are buffered with the access lines. Any other line
+/// first writes what is buffered, so stderr keeps the order of the lines.
+pub struct Logger(pub env_logger::Logger);
+
+impl Logger {
+    /// Installs it as the logger of `log`.
+    pub fn install(self) -> Result<(), log::SetLoggerError> {
+        log::set_max_level(self.0.filter());
+        log::set_boxed_logger(Box::new(self))
+    }
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.0.matches(record) {
+            return;
+        }
+        if record.target() == crate::handlers::LOG_TARGET && record.level() >= log::Level::Info {
+            // env_logger's format, as its own lines look with timestamps off.
+            return stderr().append(|line| {
+                let _ = writeln!(
+                    line,
+                    "[{:<5} {}] {}",
+                    record.level(),
+                    record.target(),
+                    record.args()
+                );
+            });
+        }
+        // Not `stderr()`: while it starts, this line may be its own failure to.
+        if let Some(buffered) = STDERR.get() {
+            buffered.flush();
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {
+        if let Some(buffered) = STDERR.get() {
+            buffered.flush();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use std::sync::OnceLock;
 use time::{OffsetDateTime, UtcOffset};
 use tiny_http::Method;
 
+/// The target of the handlers' log lines, which `access_log::Logger` buffers.
+pub(crate) const LOG_TARGET: &str = module_path!();
+
 /// The routes of the service. Unknown paths share one route (and one span name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -189,7 +192,7 @@ impl App {
         match route {
             Route::Root => Reply::text(200, hello_text()),
             Route::GetTime => {
-                log::info!("Received getTime request");
+                log::info!(target: LOG_TARGET, "Received getTime request");
                 Reply::text(200, time_text(now.to_offset(self.utc_offset)))
             }
             Route::Healthz => Reply::text(200, "ok"),

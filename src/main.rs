@@ -1,3 +1,4 @@
+use myhelloworld::access_log;
 use myhelloworld::config::{Config, HELP};
 use myhelloworld::connections;
 use myhelloworld::handlers::App;
@@ -67,10 +68,18 @@ fn main() {
             exit(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Err(e) = access_log::Logger(logger.build()).install() {
+        eprintln!("myhelloworld: {e}");
+        exit(2);
+    }
     // Still single-threaded: the only moment `time` may read the local offset.
     let utc_offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
-    exit(run(config, signals, utc_offset));
+    let status = run(config, signals, utc_offset);
+    // The handlers' buffered lines.
+    log::logger().flush();
+    exit(status);
 }
 
 /// Serves until stopped; returns the exit status.

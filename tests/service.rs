@@ -620,3 +620,28 @@ fn a_request_line_with_control_bytes_gives_one_escaped_access_line() {
         "one line: {logs:?}"
     );
 }
+
+#[test]
+fn handler_lines_are_buffered_but_written_before_any_other_line() {
+    let agent = Agent::new();
+    let service = Service::start(agent.port(), &[]);
+    assert_eq!(service.get("/gettime", &[]).status, 200);
+    // A refused head logs a warning at once: the buffered line of the request before it
+    // must be written first.
+    let refused = service.get("/", &[("x-filler", "1"); 101]);
+    assert_eq!(refused.status, 431);
+    service
+        .wait_for_log("refused GET /", WAIT)
+        .expect("warning");
+    let logs = service.logs();
+    let at = |needle: &str| logs.iter().position(|l| l.contains(needle));
+    let (Some(handler), Some(warning)) = (at("Received getTime request"), at("refused GET /"))
+    else {
+        panic!("both lines: {logs:?}");
+    };
+    assert!(handler < warning, "{logs:?}");
+    assert_eq!(
+        logs[handler], "[INFO  myhelloworld::handlers] Received getTime request",
+        "as env_logger writes it"
+    );
+}
