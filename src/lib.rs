@@ -17,6 +17,7 @@ pub(crate) mod escape;
 pub(crate) mod framing;
 pub mod handlers;
 pub(crate) mod jaeger_thrift;
+pub mod memcpy;
 pub mod metrics;
 pub mod propagation;
 #[cfg(test)]
