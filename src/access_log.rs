@@ -121,12 +121,18 @@ impl<W: Write> AccessLog<W> {
         thread_local! {
             static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
         }
-        let full = LINE.with_borrow_mut(|line| {
+        let add = |line: &mut Vec<u8>| {
             line.clear();
             format(line);
             let mut pending = lock(&self.pending);
             pending.extend_from_slice(line);
             pending.len() >= BUFFER_BYTES
+        };
+        // A line formatted while this thread formats another (a `Display` that logs) gets a
+        // buffer of its own.
+        let full = LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => add(&mut line),
+            Err(_) => add(&mut Vec::new()),
         });
         if full {
             self.flush();
@@ -135,18 +141,25 @@ impl<W: Write> AccessLog<W> {
 
     /// Writes every buffered line.
     pub fn flush(&self) {
-        let mut out = lock(&self.out);
-        let (writer, batch) = &mut *out;
-        // The buffers are swapped, not reallocated: the next lines go into the emptied one.
-        std::mem::swap(batch, &mut *lock(&self.pending));
-        if batch.is_empty() {
-            return;
-        }
-        let written = writer.write_all(batch).and_then(|()| writer.flush());
-        batch.clear();
+        let written = {
+            let mut out = lock(&self.out);
+            let (writer, batch) = &mut *out;
+            // The buffers are swapped, not reallocated: the next lines go into the emptied one.
+            std::mem::swap(batch, &mut *lock(&self.pending));
+            if batch.is_empty() {
+                return;
+            }
+            let written = writer.write_all(batch).and_then(|()| writer.flush());
+            batch.clear();
+            written
+        };
         if let Err(e) = written {
-            // Nowhere better to say it than the log itself.
-            log::warn!("cannot write the access log: {e}");
+            // Not through `log`: its `Logger` flushes this log first, and would fail again.
+            let _ = writeln!(
+                io::stderr(),
+                "[WARN  {}] cannot write the access log: {e}",
+                module_path!()
+            );
         }
     }
 }
@@ -158,11 +171,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 static STDERR: OnceLock<AccessLog<io::Stderr>> = OnceLock::new();
 
-/// The service's access log, to stderr; enabled when the log filter lets `access` info
-/// lines through (`RUST_LOG=info,access=warn` turns it off). The first call, after the
-/// logger is set up, starts the thread that flushes it every second.
+/// The service's access log, to stderr, with the thread that flushes it every second.
+/// Enabled when the log filter lets `access` info lines through (`RUST_LOG=info,access=warn`
+/// turns it off). `Logger::install` sets it up; without a logger (unit tests), the first call.
 pub fn stderr() -> &'static AccessLog<io::Stderr> {
     STDERR.get_or_init(|| {
+        let enabled = log::log_enabled!(target: "access", log::Level::Info);
+        start(enabled, enabled)
+    })
+}
+
+/// The access log to stderr; the flush thread only if `flushed` (something can be buffered).
+fn start(enabled: bool, flushed: bool) -> AccessLog<io::Stderr> {
+    if flushed {
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(|| {
@@ -172,41 +193,60 @@ pub fn stderr() -> &'static AccessLog<io::Stderr> {
                 }
             });
         if let Err(e) = spawned {
-            // Not logged: the logger may be what is starting this.
-            eprintln!("cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown");
+            eprintln!(
+                "cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown"
+            );
         }
-        AccessLog::new(
-            io::stderr(),
-            log::log_enabled!(target: "access", log::Level::Info),
-        )
-    })
+    }
+    AccessLog::new(io::stderr(), enabled)
 }
 
 /// The process's logger: env_logger's filter and format, except that the handlers' lines
 /// at info and below (one per request) are buffered with the access lines. Any other line
-/// first writes what is buffered, so stderr keeps the order of the lines.
-pub struct Logger(pub env_logger::Logger);
+/// first writes what is buffered, so the lines keep their order. (A panic's message, which
+/// the panic hook writes, does not wait for them; a crash loses at most a second of them.)
+pub struct Logger<W: Write + Send + 'static> {
+    inner: env_logger::Logger,
+    buffer: &'static AccessLog<W>,
+}
 
-impl Logger {
-    /// Installs it as the logger of `log`.
-    pub fn install(self) -> Result<(), log::SetLoggerError> {
-        log::set_max_level(self.0.filter());
-        log::set_boxed_logger(Box::new(self))
+impl Logger<io::Stderr> {
+    /// Installs `inner`'s filter and format as the logger of `log`, buffering into `stderr()`.
+    pub fn install(inner: env_logger::Logger) -> Result<(), log::SetLoggerError> {
+        let info = |target| {
+            log::Log::enabled(
+                &inner,
+                &log::Metadata::builder()
+                    .target(target)
+                    .level(log::Level::Info)
+                    .build(),
+            )
+        };
+        let (access, handlers) = (info("access"), info(crate::handlers::LOG_TARGET));
+        let buffer = STDERR.get_or_init(|| start(access, access || handlers));
+        log::set_max_level(inner.filter());
+        log::set_boxed_logger(Box::new(Logger { inner, buffer }))
     }
 }
 
-impl log::Log for Logger {
+/// Whether a record is one of the handlers' lines, which are buffered.
+fn buffered(record: &log::Record<'_>) -> bool {
+    record.target() == crate::handlers::LOG_TARGET && record.level() >= log::Level::Info
+}
+
+impl<W: Write + Send + 'static> log::Log for Logger<W> {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
+        self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.0.matches(record) {
+        if !self.inner.matches(record) {
             return;
         }
-        if record.target() == crate::handlers::LOG_TARGET && record.level() >= log::Level::Info {
-            // env_logger's format, as its own lines look with timestamps off.
-            return stderr().append(|line| {
+        if buffered(record) {
+            // env_logger's format with its default features off (no timestamp, no colour);
+            // the handlers' messages are one line (env_logger indents further lines).
+            return self.buffer.append(|line| {
                 let _ = writeln!(
                     line,
                     "[{:<5} {}] {}",
@@ -216,17 +256,12 @@ impl log::Log for Logger {
                 );
             });
         }
-        // Not `stderr()`: while it starts, this line may be its own failure to.
-        if let Some(buffered) = STDERR.get() {
-            buffered.flush();
-        }
-        self.0.log(record);
+        self.buffer.flush();
+        self.inner.log(record);
     }
 
     fn flush(&self) {
-        if let Some(buffered) = STDERR.get() {
-            buffered.flush();
-        }
+        self.buffer.flush();
     }
 }
 
@@ -355,6 +390,95 @@ mod tests {
             text.lines()
                 .all(|l| l.starts_with(PREFIX) && l.ends_with("sampled=true"))
         );
+    }
+
+    /// The handlers' line waits in the buffer, as env_logger would write it; a line of any
+    /// other target or level writes it first.
+    #[test]
+    fn the_logger_buffers_handler_lines_and_keeps_the_order() {
+        use log::{Level, Log, Record};
+        let sink = Sink::default();
+        let inner = || {
+            env_logger::Builder::new()
+                .parse_filters("info")
+                .target(env_logger::Target::Pipe(Box::new(sink.clone())))
+                .build()
+        };
+        let logger = Logger {
+            inner: inner(),
+            buffer: Box::leak(Box::new(AccessLog::new(sink.clone(), true))),
+        };
+        let handlers = crate::handlers::LOG_TARGET;
+        let written = || String::from_utf8(sink.0.lock().unwrap().concat()).unwrap();
+        logger.log(
+            &Record::builder()
+                .target(handlers)
+                .level(Level::Info)
+                .args(format_args!("Received getTime request"))
+                .build(),
+        );
+        assert_eq!(written(), "", "buffered");
+        logger.log(
+            &Record::builder()
+                .target(handlers)
+                .level(Level::Debug)
+                .args(format_args!("filtered out"))
+                .build(),
+        );
+        logger.log(
+            &Record::builder()
+                .target(handlers)
+                .level(Level::Warn)
+                .args(format_args!("a warning"))
+                .build(),
+        );
+        let ours = written();
+        // env_logger's own line for the same record.
+        sink.0.lock().unwrap().clear();
+        inner().log(
+            &Record::builder()
+                .target(handlers)
+                .level(Level::Info)
+                .args(format_args!("Received getTime request"))
+                .build(),
+        );
+        let theirs = written();
+        assert_eq!(
+            ours,
+            format!("{theirs}[WARN  {handlers}] a warning\n"),
+            "the buffered line first, as env_logger writes it"
+        );
+    }
+
+    /// A writer that always fails.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A failed write leaves the log usable and empty. (It is said on stderr, not through
+    /// `log`: `Logger` would flush this log again, and once did so under its lock.)
+    #[test]
+    fn a_failing_writer_neither_blocks_nor_loses_the_log() {
+        let log: &'static AccessLog<Broken> = Box::leak(Box::new(AccessLog::new(Broken, true)));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                log.record(&entry("GET", "/"));
+                log.flush();
+            }
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("flushes return");
+        assert!(lock(&log.pending).is_empty() && lock(&log.out).1.is_empty());
     }
 
     #[test]

@@ -70,16 +70,13 @@ fn main() {
     };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Err(e) = access_log::Logger(logger.build()).install() {
+    if let Err(e) = access_log::Logger::install(logger.build()) {
         eprintln!("myhelloworld: {e}");
         exit(2);
     }
     // Still single-threaded: the only moment `time` may read the local offset.
     let utc_offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
-    let status = run(config, signals, utc_offset);
-    // The handlers' buffered lines.
-    log::logger().flush();
-    exit(status);
+    exit(run(config, signals, utc_offset));
 }
 
 /// Serves until stopped; returns the exit status.

@@ -236,9 +236,9 @@ impl Tracing {
     /// unsampled request builds none.
     ///
     /// rustracing sorts the start tags by name (it reverses them, sorts them stably and drops
-    /// repeated names). Given in descending name order, that sort is one pass with no move:
-    /// callers give their tags so. (The sampler's, added here when this hop decided, are
-    /// moved into place.)
+    /// repeated names). Given in descending name order, the reversed tags are sorted already
+    /// and the sort only compares neighbours: callers give their tags so. (The sampler's,
+    /// added here when this hop decided, are moved into place.)
     pub fn start<I: IntoIterator<Item = Tag>>(
         &self,
         plan: &SpanPlan,

@@ -622,7 +622,7 @@ fn a_request_line_with_control_bytes_gives_one_escaped_access_line() {
 }
 
 #[test]
-fn handler_lines_are_buffered_but_written_before_any_other_line() {
+fn a_buffered_handler_line_precedes_a_later_warning() {
     let agent = Agent::new();
     let service = Service::start(agent.port(), &[]);
     assert_eq!(service.get("/gettime", &[]).status, 200);
