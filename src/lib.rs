@@ -17,6 +17,8 @@ pub(crate) mod escape;
 pub(crate) mod framing;
 pub mod handlers;
 pub(crate) mod jaeger_thrift;
+// `rep movsb` is x86_64's; musl's aarch64 memcpy is tuned assembly already.
+#[cfg(target_arch = "x86_64")]
 pub mod memcpy;
 pub mod metrics;
 pub mod propagation;

@@ -1,4 +1,4 @@
-//! `memcpy` and `memmove` for the static musl build (what the image ships).
+//! `memcpy` and `memmove` for the static musl build on x86_64 (what the image ships).
 //!
 //! musl's x86_64 `memcpy` copies with `rep movsq` between byte loops. A `rep` instruction
 //! has a start-up cost of dozens of cycles, and a request makes dozens of short copies
