@@ -10,7 +10,8 @@
 //! Blocks aligned to a word at most go to mimalloc's plain `mi_malloc`, `mi_zalloc` and
 //! `mi_realloc`: every mimalloc block is word-aligned. The mimalloc crate calls the
 //! `_aligned` entry points for every block, which check and search more (callgrind: about
-//! 35 instructions more per call, and a traced request allocates about 38 blocks). (Only
+//! 35 instructions more per call, and 38 such calls per traced request, reallocations
+//! apart). (Only
 //! mimalloc's debugging option `MIMALLOC_GUARDED_PRECISE`, in a build with its `debug`
 //! feature, which this is not, places blocks off the word.)
 

@@ -19,7 +19,7 @@ pub mod handlers;
 pub(crate) mod jaeger_thrift;
 // `rep movsb` is x86_64's; musl's aarch64 memcpy is tuned assembly already.
 #[cfg(target_arch = "x86_64")]
-pub mod memcpy;
+mod memcpy;
 pub mod metrics;
 pub mod propagation;
 #[cfg(test)]

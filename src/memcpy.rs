@@ -10,24 +10,24 @@
 //! loaded before any is stored, so an overlap is harmless), and longer blocks with
 //! `rep movsb`. That is fast from the first byte on CPUs with FSRM (Intel since Ice Lake,
 //! this machine's Xeon); older ones pay a start-up of some 30 cycles, and AMD's Zen 3 and 4
-//! are known to be slow at it for a misaligned destination, both still no worse than musl's
-//! `rep movsq`. No loop is written here: LLVM may turn a copy loop into a call to `memcpy`,
+//! are known to be slow at it for a misaligned destination (not measured here). No loop is written here: LLVM may turn a copy loop into a call to `memcpy`,
 //! which would be this function. `memmove` is defined as well: musl's calls into the object
 //! file of its `memcpy`, which would then clash with this one at link time.
 //!
-//! The copies are plain functions, tested on every target; only the musl build exports
-//! them under the C names.
+//! The copies are plain functions, tested on every x86_64 target; only the musl build
+//! exports them under the C names.
 
 use std::arch::asm;
 use std::ptr::{read_unaligned, write_unaligned};
 
 /// Copies `n` bytes from `src` to `dst`, front to back.
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))] // Only the tests call it there.
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `n` bytes. They may overlap only if `dst` is at or
 /// before `src`, or if `n` is at most 128.
 #[inline(always)]
-pub unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
+pub(crate) unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
     // SAFETY (all blocks): within the `n` bytes the caller vouches for; every load of a
     // branch happens before its first store.
     unsafe {
@@ -110,11 +110,12 @@ pub unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
 }
 
 /// Copies `n` bytes from `src` to `dst`, which may overlap in any way.
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `n` bytes.
 #[inline(always)]
-pub unsafe fn copy_any(dst: *mut u8, src: *const u8, n: usize) {
+pub(crate) unsafe fn copy_any(dst: *mut u8, src: *const u8, n: usize) {
     // `dst` inside (src, src + n) is the one overlap a forward copy of more than 128 bytes
     // would spoil: then back to front (rare: slower, with the direction flag set).
     if dst.cast_const() == src {
@@ -141,7 +142,7 @@ pub unsafe fn copy_any(dst: *mut u8, src: *const u8, n: usize) {
 }
 
 #[cfg(target_env = "musl")]
-pub(crate) mod exported {
+mod exported {
     use super::{copy_any, copy_forward};
 
     /// # Safety
@@ -219,7 +220,9 @@ mod tests {
     }
 
     /// The exported symbols themselves (what every caller in the musl build reaches), called
-    /// through a pointer so that nothing is inlined into the test: the same cases.
+    /// through a pointer so that nothing is inlined into the test: `memcpy` at every length
+    /// to 300 (one alignment), `memmove` across each branch, overlapping both ways and onto
+    /// itself.
     #[cfg(target_env = "musl")]
     #[test]
     fn the_exported_functions_copy_and_move() {

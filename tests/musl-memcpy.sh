@@ -7,7 +7,11 @@
 #   tests/musl-memcpy.sh target/x86_64-unknown-linux-musl/release/myhelloworld
 set -euo pipefail
 bin=${1:?usage: tests/musl-memcpy.sh BINARY}
-symbols=$(nm "$bin")
+symbols=$(nm "$bin" 2>/dev/null || true)
+if ! grep -q ' T ' <<<"$symbols"; then
+  echo "FAIL: $bin has no symbol table (stripped?): nothing to check" >&2
+  exit 1
+fi
 if grep -qw __memcpy_fwd <<<"$symbols"; then
   echo "FAIL: musl's memcpy is linked into $bin" >&2
   exit 1
@@ -18,11 +22,17 @@ for f in memcpy memmove; do
     exit 1
   fi
   body=$(objdump -d --no-show-raw-insn --disassemble="$f" "$bin")
-  # A call of anything, or a jump to anywhere but an offset inside the function itself.
-  escapes=$(grep -E '\s(call|jmp)[a-z]*\s' <<<"$body" | grep -v "<$f+0x" || true)
+  count=$(grep -cE '^\s+[0-9a-f]+:' <<<"$body" || true)
+  if [ "$count" -eq 0 ]; then
+    echo "FAIL: no instructions of $f disassembled" >&2
+    exit 1
+  fi
+  # A call of anything, or a jump (conditional too) to anywhere but an offset inside the
+  # function itself.
+  escapes=$(grep -E '\s(call|j[a-z]+)\s' <<<"$body" | grep -v "<$f+0x" || true)
   if [ -n "$escapes" ]; then
     printf 'FAIL: %s leaves itself:\n%s\n' "$f" "$escapes" >&2
     exit 1
   fi
-  echo "ok    $f is ours and self-contained ($(grep -cE '^\s+[0-9a-f]+:' <<<"$body") instructions)"
+  echo "ok    $f is ours and self-contained ($count instructions)"
 done
