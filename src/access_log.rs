@@ -393,11 +393,22 @@ mod tests {
         );
     }
 
-    /// The handlers' line waits in the buffer, as env_logger would write it; a warning
-    /// writes it first.
+    /// Logs `message` at `level` for `target` through `logger`.
+    fn log_to(logger: &dyn log::Log, target: &str, level: log::Level, message: &str) {
+        logger.log(
+            &log::Record::builder()
+                .target(target)
+                .level(level)
+                .args(format_args!("{message}"))
+                .build(),
+        );
+    }
+
+    /// The handlers' line waits in the buffer, as env_logger would write it; a warning of
+    /// theirs, or a line of another target, writes it first.
     #[test]
     fn the_logger_buffers_handler_lines_and_keeps_the_order() {
-        use log::{Level, Log, Record};
+        use log::Level::{Debug, Info, Warn};
         let sink = Sink::default();
         let inner = || {
             env_logger::Builder::new()
@@ -411,43 +422,21 @@ mod tests {
         };
         let handlers = crate::handlers::LOG_TARGET;
         let written = || String::from_utf8(sink.0.lock().unwrap().concat()).unwrap();
-        logger.log(
-            &Record::builder()
-                .target(handlers)
-                .level(Level::Info)
-                .args(format_args!("Received getTime request"))
-                .build(),
-        );
+        log_to(&logger, handlers, Info, "Received getTime request");
         assert_eq!(written(), "", "buffered");
-        logger.log(
-            &Record::builder()
-                .target(handlers)
-                .level(Level::Debug)
-                .args(format_args!("filtered out"))
-                .build(),
-        );
-        logger.log(
-            &Record::builder()
-                .target(handlers)
-                .level(Level::Warn)
-                .args(format_args!("a warning"))
-                .build(),
-        );
+        log_to(&logger, handlers, Debug, "filtered out");
+        log_to(&logger, handlers, Warn, "a warning");
+        log_to(&logger, handlers, Info, "Received getTime request");
+        log_to(&logger, "myhelloworld", Info, "stopped");
         let ours = written();
         // env_logger's own line for the same record.
         sink.0.lock().unwrap().clear();
-        inner().log(
-            &Record::builder()
-                .target(handlers)
-                .level(Level::Info)
-                .args(format_args!("Received getTime request"))
-                .build(),
-        );
+        log_to(&inner(), handlers, Info, "Received getTime request");
         let theirs = written();
         assert_eq!(
             ours,
-            format!("{theirs}[WARN  {handlers}] a warning\n"),
-            "the buffered line first, as env_logger writes it"
+            format!("{theirs}[WARN  {handlers}] a warning\n{theirs}[INFO  myhelloworld] stopped\n"),
+            "each buffered line before the next other line, as env_logger writes it"
         );
     }
 

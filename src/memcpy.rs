@@ -21,99 +21,64 @@ use std::arch::asm;
 use std::ptr::{read_unaligned, write_unaligned};
 
 /// Copies `n` bytes from `src` to `dst`, front to back.
-#[cfg_attr(not(target_env = "musl"), allow(dead_code))] // Only the tests call it there.
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `n` bytes. They may overlap only if `dst` is at or
 /// before `src`, or if `n` is at most 128.
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))] // Only the tests call it there.
 #[inline(always)]
 pub(crate) unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
-    // SAFETY (all blocks): within the `n` bytes the caller vouches for; every load of a
-    // branch happens before its first store.
+    // SAFETY (all arms): within the `n` bytes the caller vouches for, each arm's type at
+    // most `n` bytes long.
     unsafe {
-        if n <= 16 {
-            if n >= 8 {
-                let (a, b) = (
-                    read_unaligned(src.cast::<u64>()),
-                    read_unaligned(src.add(n - 8).cast::<u64>()),
+        match n {
+            0 => {}
+            1 => *dst = *src,
+            2..=3 => ends::<u16>(dst, src, n),
+            4..=7 => ends::<u32>(dst, src, n),
+            8..=16 => ends::<u64>(dst, src, n),
+            17..=32 => ends::<u128>(dst, src, n),
+            33..=64 => ends::<[u128; 2]>(dst, src, n),
+            65..=128 => ends::<[u128; 4]>(dst, src, n),
+            _ => {
+                // Byte by byte in order, architecturally (Intel SDM, REP): right for `dst`
+                // before `src` too.
+                asm!(
+                    "rep movsb",
+                    inout("rcx") n => _,
+                    inout("rdi") dst => _,
+                    inout("rsi") src => _,
+                    options(nostack, preserves_flags)
                 );
-                write_unaligned(dst.cast::<u64>(), a);
-                write_unaligned(dst.add(n - 8).cast::<u64>(), b);
-            } else if n >= 4 {
-                let (a, b) = (
-                    read_unaligned(src.cast::<u32>()),
-                    read_unaligned(src.add(n - 4).cast::<u32>()),
-                );
-                write_unaligned(dst.cast::<u32>(), a);
-                write_unaligned(dst.add(n - 4).cast::<u32>(), b);
-            } else if n >= 2 {
-                let (a, b) = (
-                    read_unaligned(src.cast::<u16>()),
-                    read_unaligned(src.add(n - 2).cast::<u16>()),
-                );
-                write_unaligned(dst.cast::<u16>(), a);
-                write_unaligned(dst.add(n - 2).cast::<u16>(), b);
-            } else if n == 1 {
-                *dst = *src;
             }
-        } else if n <= 32 {
-            let (a, b) = (
-                read_unaligned(src.cast::<u128>()),
-                read_unaligned(src.add(n - 16).cast::<u128>()),
-            );
-            write_unaligned(dst.cast::<u128>(), a);
-            write_unaligned(dst.add(n - 16).cast::<u128>(), b);
-        } else if n <= 64 {
-            let (a, b, c, d) = (
-                read_unaligned(src.cast::<u128>()),
-                read_unaligned(src.add(16).cast::<u128>()),
-                read_unaligned(src.add(n - 32).cast::<u128>()),
-                read_unaligned(src.add(n - 16).cast::<u128>()),
-            );
-            write_unaligned(dst.cast::<u128>(), a);
-            write_unaligned(dst.add(16).cast::<u128>(), b);
-            write_unaligned(dst.add(n - 32).cast::<u128>(), c);
-            write_unaligned(dst.add(n - 16).cast::<u128>(), d);
-        } else if n <= 128 {
-            let (a, b, c, d) = (
-                read_unaligned(src.cast::<u128>()),
-                read_unaligned(src.add(16).cast::<u128>()),
-                read_unaligned(src.add(32).cast::<u128>()),
-                read_unaligned(src.add(48).cast::<u128>()),
-            );
-            let (e, f, g, h) = (
-                read_unaligned(src.add(n - 64).cast::<u128>()),
-                read_unaligned(src.add(n - 48).cast::<u128>()),
-                read_unaligned(src.add(n - 32).cast::<u128>()),
-                read_unaligned(src.add(n - 16).cast::<u128>()),
-            );
-            write_unaligned(dst.cast::<u128>(), a);
-            write_unaligned(dst.add(16).cast::<u128>(), b);
-            write_unaligned(dst.add(32).cast::<u128>(), c);
-            write_unaligned(dst.add(48).cast::<u128>(), d);
-            write_unaligned(dst.add(n - 64).cast::<u128>(), e);
-            write_unaligned(dst.add(n - 48).cast::<u128>(), f);
-            write_unaligned(dst.add(n - 32).cast::<u128>(), g);
-            write_unaligned(dst.add(n - 16).cast::<u128>(), h);
-        } else {
-            // Byte by byte in order, architecturally (Intel SDM, REP): right for `dst`
-            // before `src` too.
-            asm!(
-                "rep movsb",
-                inout("rcx") n => _,
-                inout("rdi") dst => _,
-                inout("rsi") src => _,
-                options(nostack, preserves_flags)
-            );
         }
     }
 }
 
+/// Copies the first and the last `size_of::<T>()` of `n` bytes, both loaded before either
+/// is stored (so an overlap is harmless): all of them when `n` is one to two times that size.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` bytes, `n` at least `size_of::<T>()`.
+#[inline(always)]
+unsafe fn ends<T>(dst: *mut u8, src: *const u8, n: usize) {
+    let size = std::mem::size_of::<T>();
+    // SAFETY: both reads and both writes within the `n` bytes.
+    unsafe {
+        let (first, last) = (
+            read_unaligned(src.cast::<T>()),
+            read_unaligned(src.add(n - size).cast::<T>()),
+        );
+        write_unaligned(dst.cast::<T>(), first);
+        write_unaligned(dst.add(n - size).cast::<T>(), last);
+    }
+}
+
 /// Copies `n` bytes from `src` to `dst`, which may overlap in any way.
-#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
 ///
 /// # Safety
 /// `src` readable and `dst` writable for `n` bytes.
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn copy_any(dst: *mut u8, src: *const u8, n: usize) {
     // `dst` inside (src, src + n) is the one overlap a forward copy of more than 128 bytes
@@ -174,90 +139,78 @@ mod tests {
         (i * 7 + 3) as u8
     }
 
-    /// Every length to 300 (each branch and its edges), at several offsets in a word.
-    #[test]
-    fn copies_every_length_and_alignment() {
+    /// Asserts that `got` holds the test data's bytes `from..from + n` at `to`, and
+    /// `around(j)` at every other index `j`.
+    fn assert_moved(got: &[u8], (from, to, n): (usize, usize, usize), around: fn(usize) -> u8) {
+        for (j, &b) in got.iter().enumerate() {
+            let want = if (to..to + n).contains(&j) {
+                byte(from + j - to)
+            } else {
+                around(j)
+            };
+            assert_eq!(b, want, "n={n} from={from} to={to} at {j}");
+        }
+    }
+
+    /// Every length to 300 (each branch and its edges) at five alignments, into another
+    /// buffer.
+    fn check_copies(copy: impl Fn(*mut u8, *const u8, usize)) {
         let src: Vec<u8> = (0..400).map(byte).collect();
         for n in 0..=300 {
             for (s, d) in [(0, 0), (1, 0), (0, 3), (5, 7), (15, 1)] {
                 let mut dst = vec![0xEE; 400];
-                // SAFETY: both in bounds (at most 15 + 300 < 400), no overlap.
-                unsafe { copy_forward(dst.as_mut_ptr().add(d), src.as_ptr().add(s), n) };
-                for (j, &got) in dst.iter().enumerate() {
-                    let want = if (d..d + n).contains(&j) {
-                        byte(s + j - d)
-                    } else {
-                        0xEE
-                    };
-                    assert_eq!(got, want, "n={n} s={s} d={d} at {j}");
-                }
+                // Both in bounds (at most 15 + 300 < 400), no overlap.
+                copy(
+                    dst.as_mut_ptr().wrapping_add(d),
+                    src.as_ptr().wrapping_add(s),
+                    n,
+                );
+                assert_moved(&dst, (s, d, n), |_| 0xEE);
             }
         }
     }
 
-    /// Overlaps both ways, and disjoint moves, through each branch.
-    #[test]
-    fn moves_overlapping_ranges_both_ways() {
+    /// Lengths across the branches, moved within one buffer both ways, by shifts from none
+    /// to more than the length.
+    fn check_moves(mv: impl Fn(*mut u8, *const u8, usize)) {
         for n in [
             0, 1, 2, 3, 7, 8, 9, 16, 17, 31, 33, 63, 64, 65, 100, 127, 128, 129, 200, 255,
         ] {
             for shift in [0usize, 1, 2, 7, 8, 16, 31, 64, 65, 130, 256] {
                 for (from, to) in [(100, 100 + shift), (100 + shift, 100)] {
                     let mut buf: Vec<u8> = (0..700).map(byte).collect();
-                    // SAFETY: both ranges inside the 700 bytes (at most 356 + 255).
-                    unsafe { copy_any(buf.as_mut_ptr().add(to), buf.as_ptr().add(from), n) };
-                    for (j, &got) in buf.iter().enumerate() {
-                        let want = if (to..to + n).contains(&j) {
-                            byte(from + j - to)
-                        } else {
-                            byte(j)
-                        };
-                        assert_eq!(got, want, "n={n} from={from} to={to} at {j}");
-                    }
+                    // Both ranges inside the 700 bytes (at most 356 + 255).
+                    let p = buf.as_mut_ptr();
+                    mv(p.wrapping_add(to), p.wrapping_add(from).cast_const(), n);
+                    assert_moved(&buf, (from, to, n), byte);
                 }
             }
         }
     }
 
+    #[test]
+    fn copies_every_length_and_alignment() {
+        // SAFETY: `check_copies` passes ranges in bounds that do not overlap.
+        check_copies(|d, s, n| unsafe { copy_forward(d, s, n) });
+    }
+
+    #[test]
+    fn moves_overlapping_ranges_both_ways() {
+        // SAFETY: `check_moves` passes ranges in bounds.
+        check_moves(|d, s, n| unsafe { copy_any(d, s, n) });
+    }
+
     /// The exported symbols themselves (what every caller in the musl build reaches), called
-    /// through a pointer so that nothing is inlined into the test: `memcpy` at every length
-    /// to 300 (one alignment), `memmove` across each branch, overlapping both ways and onto
-    /// itself.
+    /// through a pointer so that nothing is inlined into the test: the same cases.
     #[cfg(target_env = "musl")]
     #[test]
     fn the_exported_functions_copy_and_move() {
         type Copy = unsafe extern "C" fn(*mut u8, *const u8, usize) -> *mut u8;
         let memcpy: Copy = std::hint::black_box(exported::memcpy);
         let memmove: Copy = std::hint::black_box(exported::memmove);
-        let src: Vec<u8> = (0..400).map(byte).collect();
-        for n in 0..=300 {
-            let mut dst = vec![0xEE; 400];
-            // SAFETY: both in bounds, no overlap.
-            let ret = unsafe { memcpy(dst.as_mut_ptr().add(3), src.as_ptr().add(5), n) };
-            assert_eq!(ret, dst.as_mut_ptr().wrapping_add(3));
-            for (j, &got) in dst.iter().enumerate() {
-                let want = if (3..3 + n).contains(&j) {
-                    byte(5 + j - 3)
-                } else {
-                    0xEE
-                };
-                assert_eq!(got, want, "memcpy n={n} at {j}");
-            }
-        }
-        for n in [0, 5, 64, 65, 128, 129, 255] {
-            for (from, to) in [(100, 107), (107, 100), (100, 100)] {
-                let mut buf: Vec<u8> = (0..500).map(byte).collect();
-                // SAFETY: both ranges inside the 500 bytes.
-                unsafe { memmove(buf.as_mut_ptr().add(to), buf.as_ptr().add(from), n) };
-                for (j, &got) in buf.iter().enumerate() {
-                    let want = if (to..to + n).contains(&j) {
-                        byte(from + j - to)
-                    } else {
-                        byte(j)
-                    };
-                    assert_eq!(got, want, "memmove n={n} from={from} to={to} at {j}");
-                }
-            }
-        }
+        // SAFETY (all three): as the checks pass them, disjoint ranges for `memcpy`.
+        check_copies(|d, s, n| assert_eq!(unsafe { memcpy(d, s, n) }, d));
+        check_copies(|d, s, n| assert_eq!(unsafe { memmove(d, s, n) }, d));
+        check_moves(|d, s, n| assert_eq!(unsafe { memmove(d, s, n) }, d));
     }
 }
