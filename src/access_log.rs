@@ -194,8 +194,12 @@ fn start(enabled: bool, flush_thread: bool) -> AccessLog<io::Stderr> {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!(
-                "cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown"
+            // Not `log`: this may be the logger starting. Not `eprintln!`: it panics if
+            // stderr fails.
+            let _ = writeln!(
+                io::stderr(),
+                "[WARN  {}] cannot start the access log's flush thread: {e}; lines are written when 64 KiB are buffered and at shutdown",
+                module_path!()
             );
         }
     }
