@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustracing::tag::Tag;
 use std::borrow::Cow;
 use std::fmt::Write;
-use std::io::{Cursor, Write as _};
+use std::io::{Cursor, ErrorKind, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
@@ -737,10 +737,17 @@ fn path_of(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
 }
 
-/// Writes `reply` as `request.respond(…)` would: the bytes of tiny_http's `raw_print` (its
-/// framing and HEAD handling), but put together first and written at once. `respond` writes
-/// them piece by piece, each piece taking the connection's writer lock: 27 per reply
-/// (callgrind).
+/// Replies longer than this go out through tiny_http's `Request::respond`, not in one piece:
+/// below its 32 KiB threshold for chunking, above every reply of ours but a relayed one.
+const ONE_PIECE_MAX: usize = 16 * 1024;
+
+/// Writes `reply` with tiny_http's own `Response::raw_print` (its framing and HEAD handling:
+/// the bytes `request.respond(…)` writes), put together first and written at once:
+/// `respond` writes it a piece at a time, each taking the connection's writer lock (27 for a
+/// `/gettime` reply, and the flush; callgrind). Longer replies (a relayed `/chain` body) are
+/// not copied: `respond` streams them. Unlike `respond`, this releases the request before
+/// writing: its body must be read or in memory already, and `answer` sends the others (a
+/// body tiny_http would drain, or chunked) the closing way.
 fn respond(request: Request, reply: Reply) {
     let len = reply.body.len();
     let mut headers = Vec::with_capacity(3);
@@ -758,13 +765,27 @@ fn respond(request: Request, reply: Reply) {
         Some(len),
         None,
     );
-    let mut bytes = Vec::with_capacity(256 + len);
-    let head_only = *request.method() == Method::Head;
-    let version = request.http_version().clone();
-    // From a Cursor into a Vec: nothing can fail.
-    let _ = response.raw_print(&mut bytes, version, request.headers(), head_only, None);
-    let mut writer = request.into_writer();
-    if let Err(e) = writer.write_all(&bytes).and_then(|()| writer.flush()) {
+    let written = if len > ONE_PIECE_MAX {
+        request.respond(response)
+    } else {
+        let mut bytes = Vec::with_capacity(256 + len);
+        let head_only = *request.method() == Method::Head;
+        let version = request.http_version().clone();
+        // From a Cursor into a Vec: nothing can fail.
+        let _ = response.raw_print(&mut bytes, version, request.headers(), head_only, None);
+        let mut writer = request.into_writer();
+        writer.write_all(&bytes).and_then(|()| writer.flush())
+    };
+    // A client gone away is not reported, as tiny_http's `respond` does not report it.
+    if let Err(e) = written
+        && !matches!(
+            e.kind(),
+            ErrorKind::BrokenPipe
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+        )
+    {
         log::debug!("writing a response failed: {e}");
     }
 }
@@ -960,31 +981,39 @@ mod tests {
         assert!(names.windows(2).all(|w| w[0] > w[1]), "{names:?}");
     }
 
-    /// `respond` writes the bytes tiny_http's `Request::respond` writes (the `Date` aside),
-    /// for every kind of reply and request that changes them.
+    /// `respond` writes the bytes tiny_http's `Request::respond` writes (the `Date` aside):
+    /// every request header and reply field `raw_print` reads, and both sides of
+    /// `ONE_PIECE_MAX`. Our reply must arrive whole while the connection is still open
+    /// (flushed), and nothing after it.
     #[test]
     fn replies_are_the_bytes_tiny_http_writes() {
-        use super::{Reply, Response, StatusCode, respond};
+        use super::{ONE_PIECE_MAX, Reply, Response, StatusCode, respond};
         use std::io::{Cursor, Read, Write};
         use std::net::{Shutdown, TcpStream};
         use std::time::Duration;
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let addr = server.server_addr().to_ip().unwrap();
-        // One request, answered by `answer`; what the client reads, the date blanked.
-        let exchange = |head: &str, answer: &dyn Fn(Request)| {
+        // One request, answered by `answer`; what the client reads, the date blanked. With
+        // `len`, the client reads that many bytes before it half-closes, else everything
+        // after it (tiny_http closes the connection after a last request).
+        let exchange = |head: &str, answer: &dyn Fn(Request), len: Option<usize>| {
             let mut client = TcpStream::connect(addr).unwrap();
             client
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             client.write_all(head.as_bytes()).unwrap();
-            // No more requests: tiny_http closes the connection after this one.
-            client.shutdown(Shutdown::Write).unwrap();
+            if len.is_none() {
+                client.shutdown(Shutdown::Write).unwrap();
+            }
             let request = server
                 .recv_timeout(Duration::from_secs(10))
                 .unwrap()
                 .unwrap();
             answer(request);
-            let mut bytes = Vec::new();
+            let mut bytes = vec![0; len.unwrap_or(0)];
+            client.read_exact(&mut bytes).unwrap();
+            // Already shut, or closed by tiny_http (`Connection: close`): either will do.
+            let _ = client.shutdown(Shutdown::Write);
             client.read_to_end(&mut bytes).unwrap();
             if let Some(at) = bytes.windows(6).position(|w| w == b"Date: ") {
                 let len = bytes[at..].windows(2).position(|w| w == b"\r\n").unwrap();
@@ -1033,6 +1062,21 @@ mod tests {
                 time.clone(),
             ),
             ("an empty body", get, Reply::text(200, "")),
+            (
+                "the longest body in one piece",
+                get,
+                Reply::text(200, "a".repeat(ONE_PIECE_MAX)),
+            ),
+            (
+                "a longer body, streamed (and chunked: past 32 KiB)",
+                get,
+                Reply::text(200, "b".repeat(100 * 1024)),
+            ),
+            (
+                "HEAD of a longer body",
+                "HEAD / HTTP/1.1\r\n\r\n",
+                Reply::text(200, "b".repeat(100 * 1024)),
+            ),
             ("204: no body", get, Reply::text(204, "")),
             (
                 "405 with Allow",
@@ -1053,8 +1097,12 @@ mod tests {
             ),
         ];
         for (name, head, reply) in cases {
-            let ours = exchange(head, &|request| respond(request, reply.clone()));
-            let want = exchange(head, &|request| theirs(request, reply.clone()));
+            let want = exchange(head, &|request| theirs(request, reply.clone()), None);
+            let ours = exchange(
+                head,
+                &|request| respond(request, reply.clone()),
+                Some(want.len()),
+            );
             assert!(want.starts_with(b"HTTP/1."), "{name}: {want:?}");
             assert_eq!(
                 String::from_utf8_lossy(&ours),
