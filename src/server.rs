@@ -750,21 +750,7 @@ const ONE_PIECE_MAX: usize = 16 * 1024;
 /// body tiny_http would drain, or chunked) the closing way.
 fn respond(request: Request, reply: Reply) {
     let len = reply.body.len();
-    let mut headers = Vec::with_capacity(3);
-    headers.extend(Header::from_bytes("Content-Type", reply.content_type.as_bytes()).ok());
-    if let Some(allow) = reply.allow {
-        headers.extend(Header::from_bytes("Allow", allow).ok());
-    }
-    if let Some(location) = reply.location {
-        headers.extend(Header::from_bytes("Location", location).ok());
-    }
-    let response = Response::new(
-        StatusCode(reply.status),
-        headers,
-        Cursor::new(reply.body),
-        Some(len),
-        None,
-    );
+    let response = tiny_http_response(reply);
     let written = if len > ONE_PIECE_MAX {
         request.respond(response)
     } else {
@@ -788,6 +774,26 @@ fn respond(request: Request, reply: Reply) {
     {
         log::debug!("writing a response failed: {e}");
     }
+}
+
+/// `reply` as tiny_http's response.
+fn tiny_http_response(reply: Reply) -> Response<Cursor<Cow<'static, [u8]>>> {
+    let len = reply.body.len();
+    let mut headers = Vec::with_capacity(3);
+    headers.extend(Header::from_bytes("Content-Type", reply.content_type.as_bytes()).ok());
+    if let Some(allow) = reply.allow {
+        headers.extend(Header::from_bytes("Allow", allow).ok());
+    }
+    if let Some(location) = reply.location {
+        headers.extend(Header::from_bytes("Location", location).ok());
+    }
+    Response::new(
+        StatusCode(reply.status),
+        headers,
+        Cursor::new(reply.body),
+        Some(len),
+        None,
+    )
 }
 
 /// `reply` as bytes on the wire, with `Connection: close`.
@@ -987,8 +993,8 @@ mod tests {
     /// (flushed), and nothing after it.
     #[test]
     fn replies_are_the_bytes_tiny_http_writes() {
-        use super::{ONE_PIECE_MAX, Reply, Response, StatusCode, respond};
-        use std::io::{Cursor, Read, Write};
+        use super::{ONE_PIECE_MAX, Reply, respond, tiny_http_response};
+        use std::io::{Read, Write};
         use std::net::{Shutdown, TcpStream};
         use std::time::Duration;
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
@@ -1022,25 +1028,8 @@ mod tests {
             bytes
         };
         // tiny_http's own way, as `respond` did before.
-        let theirs = |request: Request, reply: Reply| {
-            let mut headers =
-                vec![Header::from_bytes("Content-Type", reply.content_type.as_bytes()).unwrap()];
-            headers.extend(reply.allow.map(|a| Header::from_bytes("Allow", a).unwrap()));
-            headers.extend(
-                reply
-                    .location
-                    .map(|l| Header::from_bytes("Location", l).unwrap()),
-            );
-            let len = reply.body.len();
-            let response = Response::new(
-                StatusCode(reply.status),
-                headers,
-                Cursor::new(reply.body),
-                Some(len),
-                None,
-            );
-            request.respond(response).unwrap();
-        };
+        let theirs =
+            |request: Request, reply: Reply| request.respond(tiny_http_response(reply)).unwrap();
         let get = "GET /gettime HTTP/1.1\r\nHost: a\r\n\r\n";
         let time = Reply::text(200, "The time is Mon Nov 30 23:04:11 2026");
         let cases: &[(&str, &str, Reply)] = &[
