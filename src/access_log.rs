@@ -280,6 +280,18 @@ impl Logger<io::Stderr> {
     }
 }
 
+/// tiny_http's line when its accept loop ends (`Error accepting new client: …`), which is
+/// not written: at a stop the loop ends because we shut the listening socket, no error; else
+/// a worker receives the same error, and `server` says it with what is done about it.
+fn redundant(record: &log::Record<'_>) -> bool {
+    record.target() == "tiny_http"
+        && record.level() == log::Level::Error
+        && record
+            .args()
+            .to_string()
+            .starts_with("Error accepting new client")
+}
+
 /// Whether a record is one of the handlers' lines, which are buffered.
 fn buffered(record: &log::Record<'_>) -> bool {
     record.target() == crate::handlers::LOG_TARGET && record.level() >= log::Level::Info
@@ -291,7 +303,7 @@ impl<W: Write + Send + 'static> log::Log for Logger<W> {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.inner.matches(record) {
+        if !self.inner.matches(record) || redundant(record) {
             return;
         }
         if buffered(record) {
@@ -565,6 +577,12 @@ mod tests {
         log_to(&logger, handlers, Debug, "filtered out");
         log_to(&logger, handlers, Warn, "a warning");
         log_to(&logger, handlers, Info, "Received getTime request");
+        log_to(
+            &logger,
+            "tiny_http",
+            log::Level::Error,
+            "Error accepting new client: Invalid argument (os error 22)",
+        );
         log_to(&logger, "myhelloworld", Info, "stopped");
         let ours = written();
         // env_logger's own line for the same record.
