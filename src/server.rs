@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use time::OffsetDateTime;
 use tiny_http::{Header, Method, Request, Response, StatusCode};
@@ -89,9 +89,11 @@ enum Event {
 ///
 /// tiny_http ends its accept loop on the first accept error, so a flood of connections past
 /// the open-files limit would stop the service for good. Here such a server is followed by a
-/// new one on the same listening socket, with workers of its own; the old one's workers serve
-/// its connections on until none has sent a request for `retire_after` (by then the watchdog
-/// has closed them all), then end.
+/// new one on the same listening socket, with workers of its own, after a delay that grows
+/// while servers keep failing (`Backoff`): the backlog of a flood fails each new accept loop
+/// at once. The old one's workers serve its connections on; all but one retire once quiet
+/// for `SPARE_QUIET`, the last when none has sent a request for `retire_after` (by then the
+/// watchdog has closed them all).
 pub fn run(
     listener: TcpListener,
     first: tiny_http::Server,
@@ -107,13 +109,17 @@ pub fn run(
     watch_accept_panics(tx.clone());
     let stopping = AtomicBool::new(false);
     let mut first = Some(first);
+    let mut backoff = Backoff::default();
     let stop = std::thread::scope(|scope| {
         let mut servers: Vec<Arc<Server>> = Vec::new();
         let stop = loop {
+            let now = Instant::now();
             if servers
                 .last()
                 .is_none_or(|s| !s.accepting.load(Ordering::SeqCst))
+                && backoff.ready(now)
             {
+                backoff.tried(now);
                 // Servers whose workers have all retired.
                 servers.retain(|s| Arc::strong_count(s) > 1);
                 match first.take().map_or_else(|| listen(&listener), Ok) {
@@ -205,8 +211,56 @@ fn next_event(events: &Receiver<Event>, current: Option<&Arc<Server>>) -> Option
 }
 
 /// How often the supervisor looks whether a server must be started (none accepts, or out of
-/// descriptors at the last try).
+/// descriptors at the last try), and the first delay between two tries.
 const RETRY: Duration = Duration::from_millis(100);
+/// The longest delay between two tries: how long accepting may pause after a flood ends.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A server that accepted this long was no failure: the next try comes after `RETRY` again.
+const STEADY: Duration = Duration::from_secs(30);
+/// How long a worker of an accepting server waits for a request before it looks whether the
+/// accept loop still runs.
+const ACCEPTING_CHECK: Duration = Duration::from_secs(1);
+/// How long a worker of a replaced server waits for a request before it retires, unless it
+/// is the server's last: its connections get fewer requests than a pool's worth of workers,
+/// and a flood may replace a server every `MAX_BACKOFF`.
+const SPARE_QUIET: Duration = Duration::from_secs(10);
+
+/// How long a worker of a replaced server waits for a request, quiet for `quiet` so far:
+/// until `SPARE_QUIET`, then (the last one) until `retire_after`. tiny_http's wait may end
+/// up to a millisecond early: the worker then waits the rest.
+fn quiet_wait(quiet: Duration, retire_after: Duration) -> Duration {
+    let until = if quiet < SPARE_QUIET {
+        SPARE_QUIET.min(retire_after)
+    } else {
+        retire_after
+    };
+    until.saturating_sub(quiet).max(Duration::from_millis(1))
+}
+
+/// When the supervisor may try to start a server again: `RETRY` after the last try, doubling
+/// up to `MAX_BACKOFF` while tries come less than `STEADY` apart.
+#[derive(Debug, Default)]
+struct Backoff {
+    last: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn ready(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.delay)
+    }
+
+    fn tried(&mut self, now: Instant) {
+        self.delay = match self.last {
+            Some(last) if now.saturating_duration_since(last) < STEADY => {
+                (self.delay * 2).clamp(RETRY, MAX_BACKOFF)
+            }
+            _ => RETRY,
+        };
+        self.last = Some(now);
+    }
+}
 
 /// Reports a panic of tiny_http's accept loop as `Event::AcceptPanicked`: its
 /// `RefinedTcpStream::new` unwraps `try_clone`, and that thread is the only caller. Other
@@ -231,6 +285,8 @@ struct Server {
     /// Whether its accept loop still runs.
     accepting: AtomicBool,
     workers: usize,
+    /// Its workers not retired yet.
+    live: AtomicUsize,
 }
 
 impl Server {
@@ -245,6 +301,15 @@ impl Server {
             }
         }
         was
+    }
+
+    /// Counts a worker out unless it is the last one left.
+    fn retire_spare(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            })
+            .is_ok()
     }
 }
 
@@ -268,6 +333,7 @@ fn start_workers<'scope>(
         http,
         accepting: AtomicBool::new(true),
         workers,
+        live: AtomicUsize::new(workers),
     });
     for i in 0..workers {
         let (mine, my_events) = (server.clone(), events.clone());
@@ -285,7 +351,7 @@ fn start_workers<'scope>(
 }
 
 /// One worker: serves requests until unblocked at shutdown, or retired after its server's
-/// accept loop ended and its connections went quiet.
+/// accept loop ended and it went quiet (`SPARE_QUIET`; `retire_after` for the last one).
 fn work(
     server: &Server,
     service: &Service,
@@ -298,12 +364,17 @@ fn work(
     let mut retiring = false;
     loop {
         let next = if server.accepting.load(Ordering::SeqCst) {
-            server.http.recv().map(Some)
+            // With a timeout, so that a worker sees the accept loop end by itself: another
+            // worker may take the unblock marker meant for it, and one blocked in `recv`
+            // would wait for a request that never comes (the old server kept its workers).
+            server.http.recv_timeout(ACCEPTING_CHECK)
         } else {
             if !retiring {
                 (retiring, quiet_since) = (true, Instant::now());
             }
-            server.http.recv_timeout(retire_after)
+            server
+                .http
+                .recv_timeout(quiet_wait(quiet_since.elapsed(), retire_after))
         };
         match next {
             Ok(Some(request)) => {
@@ -315,13 +386,18 @@ fn work(
                 }
             }
             // Unblocked at shutdown, or quiet long enough: retired. (An unblock marker of
-            // `stop_accepting` also ends a wait with a timeout: it is not a reason to go.)
+            // `stop_accepting` also ends a wait: it is not a reason to go.)
             Ok(None) if stopping.load(Ordering::SeqCst) => return,
-            Ok(None) if quiet_since.elapsed() >= retire_after => return,
+            Ok(None) if retiring && quiet_since.elapsed() >= retire_after => return,
+            Ok(None)
+                if retiring && quiet_since.elapsed() >= SPARE_QUIET && server.retire_spare() =>
+            {
+                return;
+            }
             Ok(None) => {}
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             // The accept loop's error comes once, to one worker (an unblock marker, after
-            // `stop_accepting`, to each of the others).
+            // `stop_accepting`, to the others).
             Err(e) => {
                 // Marked before it is told, so that the supervisor starts the next server.
                 if server.stop_accepting(server.workers - 1) {
@@ -853,9 +929,64 @@ fn clip(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::{
-        Header, IpAddr, MAX_HEAD_BYTES, MAX_HEADERS, Request, Url, client_tags, clip,
-        closing_reply, head_too_large, http_date, ip_text, server_tags,
+        Backoff, Duration, Header, Instant, IpAddr, MAX_BACKOFF, MAX_HEAD_BYTES, MAX_HEADERS,
+        RETRY, Request, SPARE_QUIET, STEADY, Url, client_tags, clip, closing_reply, head_too_large,
+        http_date, ip_text, quiet_wait, server_tags,
     };
+
+    #[test]
+    fn a_replaced_servers_worker_waits_for_spare_quiet_then_the_last_for_retire_after() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (quiet so far, retire_after, wait)
+        let cases = [
+            (s(0), s(3930), SPARE_QUIET),
+            (ms(9_999), s(3930), ms(1)),
+            (Duration::from_micros(9_999_500), s(3930), ms(1)),
+            (SPARE_QUIET, s(3930), s(3920)),
+            (s(3929), s(3930), s(1)),
+            (s(3930), s(3930), ms(1)),
+            (s(0), s(2), s(2)),
+            (s(1), s(2), s(1)),
+            (s(5), s(2), ms(1)),
+        ];
+        for (quiet, retire_after, want) in cases {
+            assert_eq!(
+                quiet_wait(quiet, retire_after),
+                want,
+                "{quiet:?} {retire_after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_while_servers_keep_failing_and_resets_after_a_steady_one() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        assert!(b.ready(start), "the first server starts at once");
+        // (tried this long after the start, the delay until the next try)
+        let steps = [
+            (ms(0), ms(100)),
+            (ms(100), ms(200)),
+            (ms(300), ms(400)),
+            (ms(700), ms(800)),
+            (ms(1_500), ms(1_600)),
+            (ms(3_100), ms(3_200)),
+            (ms(6_300), MAX_BACKOFF),
+            (ms(11_300), MAX_BACKOFF),
+            // a server that accepted for `STEADY`: back to the first delay
+            (ms(11_300) + STEADY, RETRY),
+            (ms(11_400) + STEADY, ms(200)),
+        ];
+        for (at, delay) in steps {
+            let now = start + at;
+            b.tried(now);
+            assert_eq!(b.delay, delay, "tried at {at:?}");
+            assert!(!b.ready(now + delay - ms(1)), "at {at:?}");
+            assert!(b.ready(now + delay), "at {at:?}");
+        }
+    }
 
     #[test]
     fn heads_past_envoys_limits_are_too_large() {

@@ -548,6 +548,12 @@ fn sigterm_under_load_finishes_in_flight_requests_and_flushes_spans() {
 fn a_flood_past_the_descriptor_limit_is_shed_and_the_service_serves_again() {
     let agent = Agent::new();
     let svc = Service::start_with_open_files(agent.port(), &[("WORKERS", "2")], Some(128));
+    let replaced = || {
+        svc.logs()
+            .iter()
+            .filter(|l| l.contains("accepting on a new server"))
+            .count()
+    };
     for round in 0..2 {
         let mut flood = Vec::new();
         for _ in 0..300 {
@@ -574,8 +580,15 @@ fn a_flood_past_the_descriptor_limit_is_shed_and_the_service_serves_again() {
         };
         assert_eq!(status, 200, "round {round}");
     }
-    let logs = svc.logs().join("\n");
-    assert!(logs.contains("accepting on a new server"), "{logs}");
+    // Each replaced server keeps threads for a while: replacing one at every failed accept
+    // while the backlog is full piled up thousands of threads (issue 15's attack review).
+    // Backing off from 100 ms, about 1.5 s of flood takes at most 4 replacements per round.
+    let replacements = replaced();
+    assert!(
+        (1..=10).contains(&replacements),
+        "{replacements} replacements: {:#?}",
+        svc.logs()
+    );
     let (status, _) = svc.terminate(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }
