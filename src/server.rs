@@ -344,6 +344,7 @@ fn start_workers<'scope>(
             });
         if let Err(e) = spawned {
             let _ = events.send(Event::Failed(format!("cannot start worker {i}: {e}")));
+            server.live.store(i, Ordering::SeqCst);
             break;
         }
     }
@@ -379,15 +380,12 @@ fn work(
         match next {
             Ok(Some(request)) => {
                 quiet_since = Instant::now();
-                // A panic must not take the worker with it: tiny_http answers the dropped
-                // request with a 500, and the worker goes on.
-                if catch_unwind(AssertUnwindSafe(|| service.serve(request))).is_err() {
-                    log::error!("a request handler panicked; answered 500");
-                }
+                serve_caught(service, request);
             }
-            // Unblocked at shutdown, or quiet long enough: retired. (An unblock marker of
+            // Unblocked at shutdown (or its wait ended just before the marker came: what is
+            // queued is answered first), or quiet long enough: retired. (An unblock marker of
             // `stop_accepting` also ends a wait: it is not a reason to go.)
-            Ok(None) if stopping.load(Ordering::SeqCst) => return,
+            Ok(None) if stopping.load(Ordering::SeqCst) => return drain(server, service),
             Ok(None) if retiring && quiet_since.elapsed() >= retire_after => return,
             Ok(None)
                 if retiring && quiet_since.elapsed() >= SPARE_QUIET && server.retire_spare() =>
@@ -395,7 +393,7 @@ fn work(
                 return;
             }
             Ok(None) => {}
-            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            Err(_) if stopping.load(Ordering::SeqCst) => return drain(server, service),
             // The accept loop's error comes once, to one worker (an unblock marker, after
             // `stop_accepting`, to the others).
             Err(e) => {
@@ -405,6 +403,21 @@ fn work(
                 }
             }
         }
+    }
+}
+
+/// A panic must not take the worker with it: tiny_http answers the dropped request with a
+/// 500, and the worker goes on.
+fn serve_caught(service: &Service, request: Request) {
+    if catch_unwind(AssertUnwindSafe(|| service.serve(request))).is_err() {
+        log::error!("a request handler panicked; answered 500");
+    }
+}
+
+/// At a stop, answers what is still queued, up to an unblock marker (another worker's).
+fn drain(server: &Server, service: &Service) {
+    while let Ok(Some(request)) = server.http.try_recv() {
+        serve_caught(service, request);
     }
 }
 
